@@ -1,0 +1,246 @@
+"""Image I/O: read anything Pillow reads into a full-resolution lightness plane, write atomically.
+
+Reading never keeps a full-resolution float RGB copy: the lightness (CIE L, 0..100) is
+computed in row strips, so a 24-megapixel scan costs about 100 MB of floats, not 300+.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .color import rgb_to_lab, rgb_to_lightness
+
+# Pillow's own guard is 89 MP (warning) / 179 MP (error). We raise the warning into an error at
+# our own limit so a decompression bomb fails cleanly instead of eating memory.
+DEFAULT_MAX_PIXELS = 150_000_000
+# Mean chroma (Lab units) above which an image counts as colour. JPEG noise on a grey scan stays
+# well below 2; sepia-toned prints are around 8-15.
+COLOUR_CHROMA_THRESHOLD = 4.0
+_STRIP_PIXELS = 1 << 21  # rows are converted in strips of about 2 MP to bound memory
+
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
+    ".tga", ".jp2", ".j2k", ".jpx", ".pcx", ".sgi", ".ico", ".dib", ".jfif", ".eps", ".psd",
+}
+_FORMAT_BY_EXTENSION = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
+    ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF", ".ppm": "PPM", ".tga": "TGA",
+}
+_FORMATS_WITH_ALPHA = {"PNG", "TIFF", "WEBP", "TGA"}
+
+
+class ImageReadError(Exception):
+    """A file could not be read as an image; the message is one line and names the file."""
+
+
+@dataclass
+class LoadedImage:
+    """A photo ready for colorization: its own full-resolution lightness, plus what to restore."""
+
+    path: Path | None
+    lightness: torch.Tensor  # (1, H, W) float32, CIE L in [0, 100]
+    alpha: np.ndarray | None = None  # (H, W) uint8, put back on output
+    was_colour: bool = False
+    icc_profile: bytes | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as Pillow says it."""
+        return self.lightness.shape[-1], self.lightness.shape[-2]
+
+
+def _describe(path: Path | str | None) -> str:
+    return str(path) if path is not None else "<image>"
+
+
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image with EXIF orientation applied, or raise ImageReadError."""
+    path = Path(path)
+    name = _describe(path)
+    if not path.exists():
+        raise ImageReadError(f"{name}: no such file")
+    if not path.is_file():
+        raise ImageReadError(f"{name}: not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{name}: empty file")
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            with Image.open(path) as image:
+                if image.width * image.height > max_pixels:
+                    raise Image.DecompressionBombError("too many pixels")
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                if oriented is image:
+                    oriented = image.copy()
+                oriented.info.setdefault("icc_profile", image.info.get("icc_profile"))
+                return oriented
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
+    """Normalise any Pillow mode to 'RGB' or 'L' (or 16-bit/float 'I'/'F') plus an optional alpha plane."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    elif mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa", "LA", "La"):
+        alpha = np.asarray(image.getchannel("A"), dtype=np.uint8)
+        return image.convert("RGB" if mode.startswith("RGB") else "L"), alpha
+    if mode in ("RGB", "L") or mode.startswith("I") or mode == "F":
+        return image, None
+    # CMYK, YCbCr, LAB, HSV, 1: let Pillow convert to RGB (or L for bilevel)
+    return image.convert("L" if mode == "1" else "RGB"), None
+
+
+def image_to_array(image: Image.Image) -> np.ndarray:
+    """Return (H, W) or (H, W, 3) float32 in [0, 1], handling 8-bit, 16-bit and float modes."""
+    mode = image.mode
+    array = np.asarray(image)
+    if mode in ("RGB", "L"):
+        return array.astype(np.float32) / 255.0
+    array = array.astype(np.float32)
+    if mode == "F":
+        peak = float(array.max()) if array.size else 1.0
+        return np.clip(array / (255.0 if peak > 1.0 else 1.0), 0, 1)
+    # 'I', 'I;16', 'I;16B', ...: 16-bit unless the values say 8-bit
+    peak = float(array.max()) if array.size else 0.0
+    scale = 255.0 if peak <= 255 and mode == "I" else 65535.0
+    return np.clip(array / scale, 0, 1)
+
+
+def lightness_of(array: np.ndarray) -> torch.Tensor:
+    """Full-resolution CIE L (1, H, W) from an (H, W[, 3]) float array, in row strips."""
+    height, width = array.shape[:2]
+    out = torch.empty((1, height, width), dtype=torch.float32)
+    rows = max(1, _STRIP_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        strip = torch.from_numpy(np.ascontiguousarray(array[top : top + rows]))
+        if strip.ndim == 2:  # grey: R = G = B, so L follows from Y = value
+            strip = strip.unsqueeze(0).expand(3, -1, -1)
+        else:
+            strip = strip.permute(2, 0, 1)
+        out[:, top : top + rows] = rgb_to_lightness(strip)
+    return out
+
+
+def mean_chroma(image: Image.Image, thumbnail: int = 128) -> float:
+    """Mean Lab chroma sqrt(a^2 + b^2) of a small copy of an RGB image."""
+    small = image.convert("RGB")
+    small.thumbnail((thumbnail, thumbnail))
+    rgb = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    lab = rgb_to_lab(rgb)
+    return float(lab[1:].pow(2).sum(0).sqrt().mean())
+
+
+def is_colour(image: Image.Image) -> bool:
+    return image.mode == "RGB" and mean_chroma(image) > COLOUR_CHROMA_THRESHOLD
+
+
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    image = open_image(path, max_pixels=max_pixels)
+    return loaded_from_pil(image, path=Path(path))
+
+
+def loaded_from_pil(image: Image.Image, path: Path | None = None) -> LoadedImage:
+    icc = image.info.get("icc_profile")
+    base, alpha = split_alpha(image)
+    if base.width == 0 or base.height == 0:
+        raise ImageReadError(f"{_describe(path)}: image has no pixels")
+    colour = is_colour(base)
+    return LoadedImage(path=path, lightness=lightness_of(image_to_array(base)), alpha=alpha, was_colour=colour, icc_profile=icc)
+
+
+def output_format(path: str | Path) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in _FORMAT_BY_EXTENSION:
+        raise ValueError(f"{path}: unsupported output extension '{ext}' (use one of {', '.join(sorted(_FORMAT_BY_EXTENSION))})")
+    return _FORMAT_BY_EXTENSION[ext]
+
+
+def save_image(
+    path: str | Path,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    icc_profile: bytes | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write (H, W, 3) uint8 RGB atomically; the format follows the extension.
+
+    The image is written to a temporary file in the destination folder and renamed over the
+    target, so a crash never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    image = Image.fromarray(rgb, mode="RGB")
+    if alpha is not None and fmt in _FORMATS_WITH_ALPHA:
+        image.putalpha(Image.fromarray(alpha, mode="L"))
+    options: dict = {}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+        options["icc_profile"] = icc_profile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **options)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes to path through a temporary file and a rename (same folder, same filesystem)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def list_image_files(root: str | Path, all_files: bool = False) -> list[Path]:
+    """Files below a folder, recursively and sorted; hidden files and folders are skipped.
+
+    With ``all_files`` every regular file is returned (so that a batch job can name the ones
+    that are not images); otherwise only known image extensions.
+    """
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue
+            if all_files or Path(filename).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / filename)
+    return found

@@ -1,0 +1,306 @@
+"""The one training loop every recipe runs in.
+
+Files in the run folder:
+
+* ``last.safetensors``        every network's weights (kind "training"), config, trainer state
+* ``last.optim.safetensors``  every optimiser's state (written just before the weights)
+* ``log.jsonl``               one JSON line per logged step and per validation
+* ``samples/epoch_NNN.png``   grey input / prediction / ground truth for a fixed validation batch
+* ``model.safetensors``       the fp16 generator exported for inference at the end
+
+Resume (``resume=True``) restores networks, optimisers, the step, the epoch and the position in
+the epoch: the shuffling order of an epoch is a pure function of (seed, epoch), so the run goes
+on with the very batches it would have seen, losing nothing beyond the last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
+from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
+from ..data import make_loader
+from ..imageio import save_image
+from ..registry import Config, get_model_spec
+from .recipe import Batch, Recipe
+
+CHECKPOINT_NAME = "last.safetensors"
+OPTIMIZER_NAME = "last.optim.safetensors"
+EXPORT_NAME = "model.safetensors"
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled indices that depend only on (seed, epoch), split across ranks, resumable mid-epoch."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.skip = 0  # indices of this rank to skip at the start of the epoch (resume)
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        per_rank = math.ceil(self.size / self.num_replicas)
+        order += order[: per_rank * self.num_replicas - self.size]  # pad so every rank has as many
+        return order[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(self.size / self.num_replicas) - self.skip)
+
+
+@dataclass
+class TrainSettings:
+    out_dir: Path
+    epochs: int = 10
+    batch_size: int = 16
+    workers: int = 1
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    save_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
+    log_every: int = 10
+    max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget: stop cleanly (checkpoint + export) after it
+    seed: int = 0
+    progress: bool = True
+    samples: int = 8
+    export: Path | None = None
+    # distributed training (issue 6): rank 0 alone writes; the sampler splits the data
+    rank: int = 0
+    world_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 on CPU (AVX-512 bf16 makes it ~2x faster) and on bf16-capable GPUs."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" else None
+    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in table:
+        raise ValueError(f"unknown precision '{name}' (auto, fp32, bf16, fp16)")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast needs CUDA; use bf16 on CPU")
+    return table[name]
+
+
+def lab_batch(rgb_uint8: torch.Tensor, device: torch.device, channels_last: bool) -> Batch:
+    """uint8 RGB batch -> normalised L and ab (and float RGB) on the device."""
+    rgb = rgb_uint8.to(device, non_blocking=True).float().div_(255.0)
+    lightness, ab = rgb_to_lab_normalized(rgb)
+    if channels_last:
+        lightness, ab = lightness.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
+    return {"L": lightness, "ab": ab, "rgb": rgb}
+
+
+def build_recipe(model: str, config: Config, device: torch.device) -> Recipe:
+    spec = get_model_spec(model)
+    return spec.recipe(spec, config, device)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, train_data: Dataset, val_data: Dataset | None, settings: TrainSettings, console: Console | None = None) -> None:
+        self.recipe, self.train_data, self.val_data, self.settings = recipe, train_data, val_data, settings
+        self.console = console or Console(stderr=True)
+        self.out_dir = Path(settings.out_dir)
+        self.is_main = settings.rank == 0
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.device = recipe.device
+        recipe.amp_dtype = resolve_precision(settings.precision, self.device)
+        if recipe.amp_dtype == torch.float16:
+            recipe.scaler = torch.amp.GradScaler("cuda")
+        for network in recipe.networks.values():
+            network.to(self.device)
+            if settings.channels_last:
+                network.to(memory_format=torch.channels_last)
+        if len(train_data) < settings.batch_size * settings.world_size:
+            raise ValueError(f"only {len(train_data)} training images for batch size {settings.batch_size}: lower --batch-size")
+        self.sampler = EpochSampler(len(train_data), settings.seed, shuffle=True, num_replicas=settings.world_size, rank=settings.rank)
+        self.loader = make_loader(train_data, settings.batch_size, shuffle=False, workers=settings.workers, drop_last=True, sampler=self.sampler, pin_memory=self.device.type == "cuda")
+        self.steps_per_epoch = len(self.sampler) // settings.batch_size
+        self._fixed_val: torch.Tensor | None = None
+
+    # --- checkpoints -------------------------------------------------------------------
+    def trainer_state(self) -> dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "seed": self.settings.seed}
+
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        tensors = {}
+        for name, network in self.recipe.networks.items():
+            for key, value in unwrap(network).state_dict().items():
+                tensors[f"{name}.{key}"] = value
+        # optimiser first, weights second: the weights file is the commit point, and both carry the step
+        save_optimizer_states(self.out_dir / OPTIMIZER_NAME, {name: opt.state_dict() for name, opt in self.recipe.optimizers.items()})
+        extra = {"trainer": self.trainer_state(), **self.recipe.extra_metadata()}
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, tensors, self.recipe.spec.name, self.recipe.config, kind="training", extra=extra)
+        (self.out_dir / "trainer_state.json").write_text(json.dumps(self.trainer_state()))
+
+    def load(self) -> bool:
+        """Restore the last checkpoint of the run folder; False when there is none."""
+        path = self.out_dir / CHECKPOINT_NAME
+        if not path.exists():
+            return False
+        checkpoint = load_checkpoint(path)
+        if checkpoint.model != self.recipe.spec.name:
+            raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
+        for name, network in self.recipe.networks.items():
+            unwrap(network).load_state_dict(checkpoint.sub_state(name))
+        states = load_optimizer_states(self.out_dir / OPTIMIZER_NAME)
+        for name, optimizer in self.recipe.optimizers.items():
+            optimizer.load_state_dict(states[name])
+        state = checkpoint.extra["trainer"]
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.recipe.load_extra_metadata(checkpoint.extra)
+        return True
+
+    def export(self, path: Path) -> Path:
+        """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
+        state = unwrap(self.recipe.generator).state_dict()
+        extra = {"trained_steps": self.step, **self.recipe.extra_metadata()}
+        return save_checkpoint(path, state, self.recipe.spec.name, self.recipe.config, kind="weights", extra=extra, dtype=torch.float16)
+
+    # --- logging, samples, validation ----------------------------------------------------
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _val_loader(self) -> DataLoader | None:
+        if self.val_data is None:
+            return None
+        return make_loader(self.val_data, self.settings.batch_size, shuffle=False, workers=self.settings.workers, drop_last=False)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """ab-L1 on the held-out folder, in normalised units (paper 002's figure) and in Lab units."""
+        loader = self._val_loader()
+        if loader is None:
+            return {}
+        for network in self.recipe.networks.values():
+            network.eval()
+        total, count = 0.0, 0
+        for batch in loader:
+            data = lab_batch(batch["rgb"], self.device, self.settings.channels_last)
+            predicted = self.recipe.predict_ab(data["L"]).float()
+            total += (predicted - data["ab"]).abs().mean(dim=(1, 2, 3)).sum().item()
+            count += predicted.shape[0]
+        for network in self.recipe.networks.values():
+            network.train()
+        return {"val_ab_l1": total / count, "val_ab_l1_lab": 110.0 * total / count}
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if not self.is_main or self.settings.samples <= 0:
+            return
+        if self._fixed_val is None:
+            source = self.val_data if self.val_data is not None else self.train_data
+            count = min(self.settings.samples, len(source))
+            self._fixed_val = torch.stack([source[i]["rgb"] for i in range(count)])
+        data = lab_batch(self._fixed_val, self.device, False)
+        generator = self.recipe.generator
+        generator.eval()
+        predicted = self.recipe.predict_ab(data["L"]).float()
+        generator.train()
+        grey = lab_normalized_to_rgb(data["L"], torch.zeros_like(predicted))
+        colour = lab_normalized_to_rgb(data["L"], predicted)
+        rows = torch.cat([torch.cat(list(images), dim=2) for images in (grey, colour, data["rgb"])], dim=1)
+        picture = (rows.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        save_image(self.out_dir / "samples" / f"epoch_{self.epoch:03d}.png", np.ascontiguousarray(picture))
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        settings = self.settings
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.load()
+        if resume and not resumed and self.is_main:
+            self.console.print(f"[yellow]no checkpoint in {self.out_dir}: starting a fresh run[/]")
+        if not resumed:
+            self.recipe.prepare(self.train_data)
+        elif self.is_main:
+            self.console.print(f"resumed {self.recipe.spec.name} at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
+        total_steps = settings.epochs * self.steps_per_epoch
+        if settings.max_steps is not None:
+            total_steps = min(total_steps, settings.max_steps)
+        last_val: dict[str, float] = {}
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        started = time.perf_counter()
+        images_seen = 0
+
+        def out_of_time() -> bool:
+            return settings.max_minutes is not None and time.perf_counter() - started > 60 * settings.max_minutes
+
+        with Progress(*columns, console=self.console, disable=not (settings.progress and self.is_main)) as progress:
+            task = progress.add_task(f"train {self.recipe.spec.name}", total=total_steps, completed=self.step, losses="")
+            while self.epoch < settings.epochs and self.step < total_steps and not out_of_time():
+                self.sampler.epoch = self.epoch
+                self.sampler.skip = self.batch_in_epoch * settings.batch_size
+                for batch in self.loader:
+                    data = lab_batch(batch["rgb"], self.device, settings.channels_last)
+                    data["label"] = batch["label"].to(self.device)
+                    losses = self.recipe.train_step(data)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    images_seen += data["L"].shape[0]
+                    progress.update(task, completed=self.step, losses="  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                    if self.step % settings.log_every == 0 or self.step == 1:
+                        self.log({"step": self.step, "epoch": self.epoch, **losses})
+                    if self.step % settings.save_every == 0:
+                        self.save()
+                    if self.step >= total_steps or out_of_time():
+                        break
+                epoch_done = self.batch_in_epoch >= self.steps_per_epoch
+                if epoch_done:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                last_val = self.validate() if self.is_main else {}
+                if last_val:
+                    self.log({"step": self.step, "epoch": self.epoch, **last_val})
+                    progress.console.print(f"epoch {self.epoch}: step {self.step}, " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+                self.write_samples()
+                self.save()
+        elapsed = time.perf_counter() - started
+        if self.is_main:
+            export_path = settings.export or (self.out_dir / EXPORT_NAME)
+            self.export(export_path)
+            self.console.print(f"done: {self.step} steps, {images_seen / max(elapsed, 1e-9):.1f} img/s; weights in {export_path}")
+        return {"steps": self.step, "seconds": elapsed, **last_val}
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel (or torch.compile) wrapper."""
+    module = getattr(module, "module", module)
+    return getattr(module, "_orig_mod", module)

@@ -1,0 +1,108 @@
+"""The contract between one method's training step and the shared training loop.
+
+A recipe owns its networks (``self.networks``, one of them named ``"generator"``) and their
+optimisers (``self.optimizers``) and implements :meth:`Recipe.train_step`. The
+:class:`~recolor.training.loop.Trainer` does everything else: devices, mixed precision, data,
+checkpoints and resume, logging, samples and validation.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..color import rgb_to_lab_normalized
+from ..registry import Config, ModelSpec
+
+Batch = dict[str, torch.Tensor]
+
+
+def to_ab(output: torch.Tensor, output_space: str) -> torch.Tensor:
+    """Normalised ab from a generator's output, whatever space it predicts in.
+
+    Paper 000's networks predict RGB in [-1, 1]; everywhere else the output already is ab/110.
+    """
+    if output_space == "ab":
+        return output.float()
+    if output_space == "rgb":
+        return rgb_to_lab_normalized(((output.float() + 1) / 2).clamp(0, 1))[1]
+    raise ValueError(f"unknown output space '{output_space}'")
+
+
+class Recipe:
+    """Base class: subclasses build networks in ``__init__`` and define ``train_step``."""
+
+    def __init__(self, spec: ModelSpec, config: Config, device: torch.device) -> None:
+        self.spec = spec
+        self.config = config
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        # set by the Trainer: mixed-precision dtype (None = fp32) and a GradScaler for fp16
+        self.amp_dtype: torch.dtype | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+
+    # --- what subclasses implement -------------------------------------------------------
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on a batch (``L``, ``ab``, ``rgb``, ``label``); returns losses to log.
+
+        The key ``"recon"`` (reconstruction loss, when the method has one) is what tests
+        and progress bars watch.
+        """
+        raise NotImplementedError
+
+    def prepare(self, dataset: torch.utils.data.Dataset) -> None:
+        """Called once before the first step of a fresh run (e.g. to compute data statistics)."""
+
+    # --- shared helpers ------------------------------------------------------------------
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks["generator"]
+
+    def predict_ab(self, lightness: torch.Tensor) -> torch.Tensor:
+        """Normalised ab for normalised L, as used by validation, samples and inference."""
+        with self.autocast():
+            return to_ab(self.generator(lightness), self.spec.output)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """zero_grad, backward and step for one optimiser, through the GradScaler under fp16."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward(retain_graph=retain_graph)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward(retain_graph=retain_graph)
+            optimizer.step()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def frozen(*modules: nn.Module) -> Iterator[None]:
+        """Stop gradients into a critic while the generator steps (saves the critic's backward)."""
+        previous = [[p.requires_grad for p in m.parameters()] for m in modules]
+        for module in modules:
+            module.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for module, flags in zip(modules, previous):
+                for parameter, flag in zip(module.parameters(), flags):
+                    parameter.requires_grad_(flag)
+
+    def adam(self, module: nn.Module, lr_key: str = "lr", betas_key: str = "betas") -> torch.optim.Adam:
+        return torch.optim.Adam(module.parameters(), lr=self.config[lr_key], betas=tuple(self.config[betas_key]))
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """JSON-able facts stored with checkpoints and exported weights (besides the config)."""
+        return {}
+
+    def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_metadata` stored, when a run resumes."""
