@@ -56,3 +56,18 @@ def grey_photo_path(tmp_path_factory, photos) -> Path:
     path = tmp_path_factory.mktemp("grey") / "astronaut_grey.jpg"
     Image.fromarray(photos["astronaut"]).convert("L").save(path, quality=95)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny pix2pix generator exported like `recolor train` does (fp16)."""
+    from recolor.checkpoint import save_checkpoint
+    from recolor.registry import get_model_spec
+
+    torch.manual_seed(0)
+    spec = get_model_spec("pix2pix")
+    config = spec.config({"ngf": 8, "num_downs": 5, "image_size": 32})
+    generator = spec.build(config)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, generator.state_dict(), "pix2pix", config, kind="weights", dtype=torch.float16)
+    return path

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..data import make_loader
-from ..imageio import save_image
+from ..imageio import atomic_write_bytes, save_image
 from ..registry import Config, get_model_spec
 from .recipe import Batch, Recipe
 
@@ -165,7 +165,7 @@ class Trainer:
         save_optimizer_states(self.out_dir / OPTIMIZER_NAME, {name: opt.state_dict() for name, opt in self.recipe.optimizers.items()})
         extra = {"trainer": self.trainer_state(), **self.recipe.extra_metadata()}
         save_checkpoint(self.out_dir / CHECKPOINT_NAME, tensors, self.recipe.spec.name, self.recipe.config, kind="training", extra=extra)
-        (self.out_dir / "trainer_state.json").write_text(json.dumps(self.trainer_state()))
+        atomic_write_bytes(self.out_dir / "trainer_state.json", json.dumps(self.trainer_state()).encode())
 
     def load(self) -> bool:
         """Restore the last checkpoint of the run folder; False when there is none."""

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from recolor.checkpoint import (
+    CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states,
+)
+from recolor.inference import Colorizer
+from recolor.registry import get_model_spec
+
+
+def test_weights_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+    spec = get_model_spec("pix2pix")
+    config = spec.config({"ngf": 8, "num_downs": 5, "image_size": 32})
+    generator = spec.build(config).eval()
+    path = save_checkpoint(tmp_path / "g.safetensors", generator.state_dict(), "pix2pix", config, extra={"note": "x"})
+    loaded = load_checkpoint(path)
+    assert loaded.model == "pix2pix" and loaded.config == config and loaded.extra == {"note": "x"}
+    colorizer = Colorizer.load(path, device="cpu", precision="fp32")
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(colorizer.generator(x), generator(x), atol=1e-6)
+
+
+def test_fp16_export_halves_the_floats(tmp_path, tiny_pix2pix_checkpoint):
+    loaded = load_checkpoint(tiny_pix2pix_checkpoint)
+    assert {t.dtype for t in loaded.tensors.values() if t.is_floating_point()} == {torch.float16}
+    assert Colorizer.load(tiny_pix2pix_checkpoint, device="cpu").generator.down[0][0].weight.dtype == torch.float32
+
+
+def test_missing_metadata_is_a_clear_error(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a recolor checkpoint"):
+        load_checkpoint(path)
+
+
+def test_wrong_metadata_is_a_clear_error(tmp_path, tiny_pix2pix_checkpoint):
+    state = load_checkpoint(tiny_pix2pix_checkpoint).tensors
+    bad_json = tmp_path / "badjson.safetensors"
+    save_file(state, str(bad_json), metadata={"recolor.model": "pix2pix", "recolor.config": "{not json"})
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(bad_json)
+    unknown = tmp_path / "unknown.safetensors"
+    save_file(state, str(unknown), metadata={"recolor.model": "no-such-model", "recolor.config": "{}"})
+    with pytest.raises(CheckpointError, match="unknown model"):
+        Colorizer.load(unknown)
+    mismatched = tmp_path / "mismatch.safetensors"
+    config = get_model_spec("pix2pix").config({"ngf": 16, "num_downs": 5})  # says 16, weights are 8 wide
+    save_file(state, str(mismatched), metadata={"recolor.model": "pix2pix", "recolor.config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        Colorizer.load(mismatched)
+    typo = tmp_path / "typo.safetensors"
+    save_file(state, str(typo), metadata={"recolor.model": "pix2pix", "recolor.config": json.dumps({"ngf_typo": 8})})
+    with pytest.raises(CheckpointError, match="no config key 'ngf_typo'"):
+        Colorizer.load(typo)
+
+
+def test_not_a_safetensors_file(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_optimizer_state_round_trip(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(4, 3)).pow(2).sum().backward()
+        optimizer.step()
+    save_optimizer_states(tmp_path / "opt.safetensors", {"generator": optimizer.state_dict()})
+    restored = torch.optim.Adam(model.parameters(), lr=0.5)
+    restored.load_state_dict(load_optimizer_states(tmp_path / "opt.safetensors")["generator"])
+    original, loaded = optimizer.state_dict(), restored.state_dict()
+    assert loaded["param_groups"][0]["lr"] == 1e-3 and tuple(loaded["param_groups"][0]["betas"]) == (0.5, 0.999)
+    for key in original["state"]:
+        for field in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(torch.as_tensor(original["state"][key][field]), torch.as_tensor(loaded["state"][key][field]))

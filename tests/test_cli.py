@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from recolor.cli import app
+from recolor.imageio import load_image
+
+runner = CliRunner()
+
+
+def colorize(*args):
+    return runner.invoke(app, ["colorize", *map(str, args)])
+
+
+def test_colorize_one_file_keeps_size_and_lightness(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    out = tmp_path / "out"
+    result = colorize(grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "--format", "png", "-q")
+    assert result.exit_code == 0, result.output
+    written = out / "astronaut_grey.png"
+    with Image.open(written) as image:
+        assert image.size == (512, 512) and image.mode == "RGB"
+    d_lightness = (load_image(written).lightness - load_image(grey_photo_path).lightness).abs().mean()
+    assert d_lightness < 1.0
+    assert "1 colorized, 0 skipped, 0 failed" in result.output
+
+
+def test_folder_with_bad_files_colorizes_the_good_ones_and_exits_non_zero(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(photos["coffee"]).convert("L").save(folder / "coffee.jpg")
+    Image.fromarray(photos["chelsea"]).save(folder / "sub" / "chelsea.png")  # already colour
+    (folder / "broken.jpg").write_bytes((folder / "coffee.jpg").read_bytes()[:500])
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    result = colorize(folder, "-o", out, "--model", tiny_pix2pix_checkpoint, "--json", "-q")
+    assert result.exit_code == 1
+    records = {Path(r["input"]).name: r for r in map(json.loads, [l for l in result.stdout.splitlines() if l.startswith("{")])}
+    assert records["coffee.jpg"]["status"] == "ok" and records["chelsea.png"]["status"] == "ok"
+    assert records["chelsea.png"]["was_colour"] is True
+    assert records["broken.jpg"]["status"] == "error" and "broken.jpg" in records["broken.jpg"]["error"]
+    assert records["notes.txt"]["status"] == "error" and "notes.txt" in records["notes.txt"]["error"]
+    assert (out / "coffee.jpg").is_file() and (out / "sub" / "chelsea.png").is_file()
+    assert Image.open(out / "coffee.jpg").size == Image.open(folder / "coffee.jpg").size
+    assert "already in colour" in result.output
+    assert "2 colorized, 0 skipped, 2 failed" in result.output
+
+
+def test_existing_outputs_are_skipped_unless_overwrite_and_inputs_never_replaced(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    out = tmp_path / "out"
+    assert colorize(grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q").exit_code == 0
+    target = out / grey_photo_path.name
+    stamp = target.stat().st_mtime_ns
+    again = colorize(grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout.splitlines()[0])["status"] == "skipped"
+    assert target.stat().st_mtime_ns == stamp
+    assert colorize(grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--overwrite").exit_code == 0
+    assert target.stat().st_mtime_ns != stamp
+    # an output folder equal to the input's folder would replace the input: refused
+    before = grey_photo_path.read_bytes()
+    refused = colorize(grey_photo_path, "-o", grey_photo_path.parent, "--model", tiny_pix2pix_checkpoint, "-q", "--overwrite")
+    assert refused.exit_code == 1 and "overwrite the input" in refused.output
+    assert grey_photo_path.read_bytes() == before
+
+
+def test_globs_and_usage_errors(tmp_path, photos, tiny_pix2pix_checkpoint):
+    for name in ("a", "b"):
+        Image.fromarray(photos["coffee"][:64, :96]).convert("L").save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+    result = colorize(str(tmp_path / "*.png"), "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--batch-size", "1")
+    assert result.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    missing_model = colorize(tmp_path / "a.png", "--model", tmp_path / "nope.safetensors")
+    assert missing_model.exit_code == 2 and "no such checkpoint" in missing_model.output
+    unknown = colorize(tmp_path / "a.png", "--model", "not-a-model")
+    assert unknown.exit_code == 2 and "unknown model" in unknown.output
+    nothing = colorize(str(tmp_path / "*.nothing"), "--model", tiny_pix2pix_checkpoint)
+    assert nothing.exit_code == 2 and "no input files" in nothing.output
+    absent = colorize(tmp_path / "absent.png", "--model", tiny_pix2pix_checkpoint)
+    assert absent.exit_code == 1 and "absent.png: no such file" in absent.output
+
+
+def test_output_folder_inside_the_input_folder_is_not_rescanned(tmp_path, photos, tiny_pix2pix_checkpoint):
+    Image.fromarray(photos["coffee"][:64, :96]).convert("L").save(tmp_path / "a.png")
+    out = tmp_path / "colorized"
+    assert colorize(tmp_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q").exit_code == 0
+    second = colorize(tmp_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    assert second.exit_code == 0 and [json.loads(l)["input"] for l in second.stdout.splitlines()] == [str(tmp_path / "a.png")]
+    assert not (out / "colorized").exists()
+
+
+def test_python_api_colorize_keeps_alpha_and_size(photos, tiny_pix2pix_checkpoint):
+    from recolor import Colorizer
+
+    colorizer = Colorizer.load(tiny_pix2pix_checkpoint, device="cpu")
+    rgba = Image.fromarray(photos["chelsea"]).convert("LA").convert("RGBA")
+    rgba.putalpha(100)
+    result = colorizer.colorize(rgba)
+    assert result.size == rgba.size and result.mode == "RGBA"
+    assert np.asarray(result)[..., 3].max() == 100
+
+
+def test_models_command_lists_pix2pix():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    assert "pix2pix" in {row["name"] for row in json.loads(result.stdout)}

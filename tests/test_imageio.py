@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import color as skcolor
+
+from recolor.imageio import (
+    ImageReadError, list_image_files, load_image, open_image, output_format, save_image,
+)
+
+
+def test_grey_jpeg_lightness_matches_skimage(grey_photo_path):
+    loaded = load_image(grey_photo_path)
+    grey = np.asarray(Image.open(grey_photo_path)).astype(np.float64) / 255
+    expected = skcolor.rgb2lab(np.stack([grey] * 3, axis=-1))[..., 0]
+    assert loaded.size == (512, 512)
+    assert not loaded.was_colour and loaded.alpha is None
+    assert np.abs(loaded.lightness[0].numpy() - expected).max() < 1e-3
+
+
+def test_colour_input_is_flagged_and_uses_its_lightness(tmp_path, photos):
+    path = tmp_path / "colour.png"
+    Image.fromarray(photos["coffee"]).save(path)
+    loaded = load_image(path)
+    assert loaded.was_colour
+    expected = skcolor.rgb2lab(photos["coffee"] / 255.0)[..., 0]
+    assert np.abs(loaded.lightness[0].numpy() - expected).max() < 1e-3
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    array = np.zeros((20, 40), dtype=np.uint8)
+    array[:, :20] = 255  # left half white
+    image = Image.fromarray(array)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=100)
+    loaded = load_image(path)
+    assert loaded.size == (20, 40)  # width and height swapped
+    top, bottom = loaded.lightness[0, :20].mean(), loaded.lightness[0, 20:].mean()
+    assert top > 90 and bottom < 10  # after a clockwise turn the white half is on top
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_kept(tmp_path, mode):
+    alpha = np.tile(np.linspace(0, 255, 16, dtype=np.uint8), (16, 1))
+    grey = Image.fromarray(np.full((16, 16), 128, np.uint8))
+    if mode == "RGBA":
+        image = Image.merge("RGBA", (grey, grey, grey, Image.fromarray(alpha)))
+    elif mode == "LA":
+        image = Image.merge("LA", (grey, Image.fromarray(alpha)))
+    path = tmp_path / f"alpha_{mode}.png"
+    image.save(path)
+    loaded = load_image(path)
+    assert loaded.alpha is not None
+    assert np.array_equal(loaded.alpha, alpha)
+
+
+def test_palette_transparency_becomes_alpha(tmp_path):
+    indices = np.tile(np.arange(16, dtype=np.uint8), (4, 1))
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([v for i in range(256) for v in (i * 16 % 256,) * 3])
+    path = tmp_path / "palette_transparent.png"
+    image.save(path, transparency=0)
+    loaded = load_image(path)
+    assert loaded.alpha is not None
+    assert np.array_equal(loaded.alpha, np.where(indices == 0, 0, 255))
+
+
+def test_palette_cmyk_16bit_and_bilevel_inputs(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (8, 1))
+    Image.fromarray(ramp).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(np.stack([ramp] * 3, -1)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray((ramp.astype(np.uint16) * 257)).save(tmp_path / "sixteen.png")
+    Image.fromarray(ramp > 127).save(tmp_path / "bilevel.png")
+    for name in ("palette.png", "cmyk.jpg", "sixteen.png", "bilevel.png"):
+        loaded = load_image(tmp_path / name)
+        assert loaded.size == (32, 8), name
+        row = loaded.lightness[0, 4]
+        assert row[-1] > row[0] + 80, name  # dark on the left, light on the right
+    sixteen = load_image(tmp_path / "sixteen.png")
+    assert sixteen.lightness.max() > 99  # 65535 is white, not clipped garbage
+    assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, photos):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(photos["chelsea"]).save(good)
+    cases = {
+        "empty.jpg": b"",
+        "notes.txt": b"this is not an image\n",
+        "truncated.jpg": good.read_bytes()[:2000],
+        "garbage.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 100,
+    }
+    for name, payload in cases.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(ImageReadError) as info:
+            load_image(tmp_path / name)
+        message = str(info.value)
+        assert name in message and "\n" not in message
+    with pytest.raises(ImageReadError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (3000, 3000)).save(path)  # 9 MP of zeros compresses to a few KB
+    with pytest.raises(ImageReadError, match="too large"):
+        open_image(path, max_pixels=1_000_000)
+    assert open_image(path, max_pixels=10_000_000).size == (3000, 3000)
+
+
+def test_save_is_atomic_and_format_follows_extension(tmp_path, monkeypatch):
+    rgb = np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    alpha = np.full((10, 12), 77, np.uint8)
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".webp", "WEBP"), (".tif", "TIFF")):
+        path = save_image(tmp_path / f"out{ext}", rgb, alpha)
+        with Image.open(path) as written:
+            assert written.format == fmt and written.size == (12, 10)
+            assert ("A" in written.getbands()) == (fmt != "JPEG")
+    assert output_format("x.JPEG") == "JPEG"
+    with pytest.raises(ValueError, match="unsupported output extension"):
+        output_format("x.xyz")
+    # a failure while writing leaves the previous file intact and no temporary behind
+    target = tmp_path / "keep.png"
+    save_image(target, rgb)
+    before = target.read_bytes()
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError):
+        save_image(target, rgb[::-1].copy())
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_list_image_files_recurses_and_skips_hidden(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in ("x.jpg", "a/y.PNG", "a/b/z.tif", "a/readme.txt", ".hidden/h.jpg", "a/.dot.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_image_files(tmp_path)] == ["x.jpg", "a/y.PNG", "a/b/z.tif"]
+    assert len(list_image_files(tmp_path, all_files=True)) == 4

@@ -1,0 +1,103 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from recolor.checkpoint import load_checkpoint
+from recolor.data import ColorPhotoDataset
+from recolor.registry import get_model_spec
+from recolor.training.loop import EpochSampler, TrainSettings, Trainer, build_recipe
+
+TINY = {"ngf": 8, "num_downs": 5, "image_size": 32, "batch_size": 8}
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_dataset_crops_flips_and_skips_greyscale(tmp_path, tiny_photo_folder):
+    from PIL import Image
+
+    data = ColorPhotoDataset(tiny_photo_folder, size=48, train=True)
+    item = data[0]
+    assert item["rgb"].shape == (3, 48, 48) and item["rgb"].dtype == torch.uint8
+    assert data.classes == ["class_a", "class_b"] and {data[0]["label"], data[len(data) - 1]["label"]} == {0, 1}
+    # a folder with one grey photo and one colour photo only ever yields the colour one
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.open(tiny_photo_folder / "class_a" / "img_01.png").convert("L").convert("RGB").save(mixed / "a_grey.png")
+    Image.open(tiny_photo_folder / "class_a" / "img_01.png").save(mixed / "b_colour.png")
+    both = ColorPhotoDataset(mixed, size=32, train=False)
+    first, second = both[0]["rgb"], both[1]["rgb"]
+    assert torch.equal(first, second)  # index 0 (grey) was skipped in favour of the colour photo
+    assert (first[0].float() - first[1].float()).abs().mean() > 1
+
+
+def test_epoch_sampler_is_deterministic_resumable_and_split_by_rank():
+    sampler = EpochSampler(10, seed=3)
+    sampler.epoch = 2
+    full = list(sampler)
+    assert sorted(full) == list(range(10))
+    again = EpochSampler(10, seed=3)
+    again.epoch = 2
+    assert list(again) == full
+    again.epoch = 3
+    assert list(again) != full
+    sampler.skip = 4
+    assert list(sampler) == full[4:]
+    ranks = [EpochSampler(10, seed=3, num_replicas=3, rank=r) for r in range(3)]
+    parts = [r.indices() for r in ranks]
+    assert all(len(p) == 4 for p in parts) and set().union(*parts) == set(range(10))
+
+
+def test_short_training_run_lowers_the_l1_loss(tmp_path, tiny_photo_folder):
+    torch.manual_seed(0)
+    spec = get_model_spec("pix2pix")
+    config = spec.config(TINY)
+    recipe = build_recipe("pix2pix", config, torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    settings = TrainSettings(out_dir=tmp_path / "run", epochs=20, batch_size=8, workers=0, progress=False, log_every=1, samples=4, save_every=1000)
+    result = Trainer(recipe, data, ColorPhotoDataset(tiny_photo_folder, size=32, train=False), settings).fit()
+    log = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "recon" in r]
+    first = sum(r["recon"] for r in log[:5]) / 5
+    last = sum(r["recon"] for r in log[-5:]) / 5
+    assert result["steps"] == 60 and last < 0.8 * first
+    assert (tmp_path / "run" / "samples" / "epoch_020.png").is_file()
+    exported = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert exported.kind == "weights" and exported.config["ngf"] == 8
+    assert "val_ab_l1" in result
+
+
+def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path, tiny_photo_folder):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "recolor.cli", "train", "--model", "pix2pix", "--data", str(tiny_photo_folder),
+               "--out", str(out), "--epochs", "100", "--max-steps", "60", "--save-every", "5", "--workers", "0",
+               "--quiet", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "8"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    state_file = out / "trainer_state.json"
+    while time.time() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["step"] >= 10:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    saved = load_checkpoint(out / "last.safetensors")
+    saved_step = saved.extra["trainer"]["step"]
+    assert 10 <= saved_step < 60
+    log_before = read_log(out / "log.jsonl")
+
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed pix2pix at step {saved_step}" in resumed.stderr
+    log_after = read_log(out / "log.jsonl")[len(log_before):]
+    steps_after = [r["step"] for r in log_after if "recon" in r]
+    # logging happens every 10 steps: the first line after the resume is the next multiple of 10
+    assert steps_after[0] == (saved_step // 10 + 1) * 10 and steps_after[-1] == 60
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 60
