@@ -70,6 +70,9 @@ def test_short_training_run_lowers_the_l1_loss(tmp_path, tiny_photo_folder):
     exported = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert exported.kind == "weights" and exported.config["ngf"] == 8
     assert "val_ab_l1" in result
+    validations = [r["val_ab_l1"] for r in read_log(tmp_path / "run" / "log.jsonl") if "val_ab_l1" in r]
+    best = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert best.kind == "weights" and best.extra["val_ab_l1"] == min(validations)
 
 
 def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path, tiny_photo_folder):

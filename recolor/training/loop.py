@@ -11,9 +11,17 @@ Files in the run folder:
 Resume (``resume=True``) restores networks, optimisers, the step, the epoch and the position in
 the epoch: the shuffling order of an epoch is a pure function of (seed, epoch), so the run goes
 on with the very batches it would have seen, losing nothing beyond the last checkpoint.
+
+Distributed training (``torchrun --nproc_per_node N recolor train ...``; the process group is set
+up by ``recolor.cli.distributed_context``): every network with trainable parameters is wrapped
+in DistributedDataParallel for the run, the sampler gives each rank its share of every epoch,
+the batch size is per rank, rank 0 alone writes checkpoints, logs, samples and the export, and
+all ranks load the checkpoint on resume. BatchNorm stays per rank (statistics of the rank's own
+batch, as in a one-process run with that batch size) unless ``sync_batchnorm`` (CUDA only).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,8 +32,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
@@ -38,6 +48,7 @@ from .recipe import Batch, Recipe
 CHECKPOINT_NAME = "last.safetensors"
 OPTIMIZER_NAME = "last.optim.safetensors"
 EXPORT_NAME = "model.safetensors"
+BEST_NAME = "best.safetensors"  # the generator with the lowest validation ab-L1 so far
 
 
 class EpochSampler(Sampler[int]):
@@ -86,6 +97,7 @@ class TrainSettings:
     # distributed training (issue 6): rank 0 alone writes; the sampler splits the data
     rank: int = 0
     world_size: int = 1
+    sync_batchnorm: bool = False  # SyncBatchNorm across ranks (torch supports it on CUDA only)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,6 +161,10 @@ class Trainer:
         self.loader = make_loader(train_data, settings.batch_size, shuffle=False, workers=settings.workers, drop_last=True, sampler=self.sampler, pin_memory=self.device.type == "cuda")
         self.steps_per_epoch = len(self.sampler) // settings.batch_size
         self._fixed_val: torch.Tensor | None = None
+        self.distributed = settings.world_size > 1
+        if settings.sync_batchnorm and self.device.type != "cuda":
+            raise ValueError("sync_batchnorm needs CUDA: torch's SyncBatchNorm runs on GPUs only")
+        self._plain: dict[str, torch.nn.Module] | None = None  # the networks inside their DDP wrappers, during fit
 
     # --- checkpoints -------------------------------------------------------------------
     def trainer_state(self) -> dict[str, Any]:
@@ -185,10 +201,23 @@ class Trainer:
         self.recipe.load_extra_metadata(checkpoint.extra)
         return True
 
-    def export(self, path: Path) -> Path:
+    def keep_if_best(self, val_ab_l1: float) -> None:
+        """Export the generator to ``best.safetensors`` whenever validation ab-L1 improves.
+
+        GAN training is noisy from epoch to epoch; the best validated generator is often not the
+        last one. The figure is stored with the weights so the choice stays visible.
+        """
+        best_path = self.out_dir / BEST_NAME
+        if best_path.exists():
+            with contextlib.suppress(CheckpointError, KeyError):
+                if load_checkpoint(best_path).extra.get("val_ab_l1", float("inf")) <= val_ab_l1:
+                    return
+        self.export(best_path, extra={"val_ab_l1": val_ab_l1})
+
+    def export(self, path: Path, extra: dict[str, Any] | None = None) -> Path:
         """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
         state = unwrap(self.recipe.generator).state_dict()
-        extra = {"trained_steps": self.step, **self.recipe.extra_metadata()}
+        extra = {"trained_steps": self.step, **self.recipe.extra_metadata(), **(extra or {})}
         return save_checkpoint(path, state, self.recipe.spec.name, self.recipe.config, kind="weights", extra=extra, dtype=torch.float16)
 
     # --- logging, samples, validation ----------------------------------------------------
@@ -261,9 +290,11 @@ class Trainer:
         images_seen = 0
 
         def out_of_time() -> bool:
-            return settings.max_minutes is not None and time.perf_counter() - started > 60 * settings.max_minutes
+            late = settings.max_minutes is not None and time.perf_counter() - started > 60 * settings.max_minutes
+            # every rank must stop at the same step, or the others wait forever in a collective
+            return self._any_rank(late) if settings.max_minutes is not None else False
 
-        with Progress(*columns, console=self.console, disable=not (settings.progress and self.is_main)) as progress:
+        with self._distributed_networks(), Progress(*columns, console=self.console, disable=not (settings.progress and self.is_main)) as progress:
             task = progress.add_task(f"train {self.recipe.spec.name}", total=total_steps, completed=self.step, losses="")
             while self.epoch < settings.epochs and self.step < total_steps and not out_of_time():
                 self.sampler.epoch = self.epoch
@@ -286,18 +317,143 @@ class Trainer:
                 if epoch_done:
                     self.epoch += 1
                     self.batch_in_epoch = 0
-                last_val = self.validate() if self.is_main else {}
-                if last_val:
-                    self.log({"step": self.step, "epoch": self.epoch, **last_val})
-                    progress.console.print(f"epoch {self.epoch}: step {self.step}, " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-                self.write_samples()
+                with self.plain_networks():  # rank 0 alone: no collective may run in here
+                    last_val = self.validate() if self.is_main else {}
+                    if last_val:
+                        self.log({"step": self.step, "epoch": self.epoch, **last_val})
+                        self.keep_if_best(last_val["val_ab_l1"])
+                        progress.console.print(f"epoch {self.epoch}: step {self.step}, " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+                    self.write_samples()
                 self.save()
+            self._barrier()
         elapsed = time.perf_counter() - started
         if self.is_main:
             export_path = settings.export or (self.out_dir / EXPORT_NAME)
             self.export(export_path)
-            self.console.print(f"done: {self.step} steps, {images_seen / max(elapsed, 1e-9):.1f} img/s; weights in {export_path}")
+            images_per_second = images_seen * settings.world_size / max(elapsed, 1e-9)  # every rank saw as many
+            self.console.print(f"done: {self.step} steps, {images_per_second:.1f} img/s; weights in {export_path}")
         return {"steps": self.step, "seconds": elapsed, **last_val}
+
+    # --- distributed ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _distributed_networks(self) -> Iterator[None]:
+        """For the run: each network with trainable parameters inside DistributedDataParallel.
+
+        Wrapped after ``prepare``/``load`` so that DDP's initial broadcast starts every rank from
+        rank 0's weights whatever those did; the plain networks are put back at the end.
+        """
+        if not self.distributed:
+            yield
+            return
+        plain = dict(self.recipe.networks)
+        wrapped = {}
+        for name, network in plain.items():
+            if not any(parameter.requires_grad for parameter in network.parameters()):
+                continue  # frozen feature extractors, statistics holders: nothing to synchronise
+            if self.settings.sync_batchnorm:
+                # keeps the Parameter objects, so the recipe's optimisers still own them
+                network = plain[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else None
+            wrapped[name] = DistributedNetwork(network, device_ids=device_ids)
+        hooks = [optimizer.register_step_pre_hook(self._average_direct_gradients) for optimizer in self.recipe.optimizers.values()]
+        if self.recipe.scaler is not None:
+            self.recipe.scaler = SyncedGradScaler("cuda")
+        # one random stream per rank (dropout masks, noise inputs); the weights are synchronised
+        torch.manual_seed(self.settings.seed + 7919 * (self.settings.rank + 1))
+        self._plain = plain
+        self.recipe.networks.update(wrapped)
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self.recipe.networks.update(plain)
+            self._plain = None
+
+    @contextlib.contextmanager
+    def plain_networks(self) -> Iterator[None]:
+        """The recipe's networks without their DDP wrappers, for work that one rank does alone."""
+        if self._plain is None:
+            yield
+            return
+        wrapped = dict(self.recipe.networks)
+        self.recipe.networks.update(self._plain)
+        try:
+            yield
+        finally:
+            self.recipe.networks.update(wrapped)
+
+    def _average_direct_gradients(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        """Before a step: average the gradients of networks a recipe used around DDP's forward.
+
+        A recipe that calls a sub-network or method of a wrapped network (``generator.decoder``)
+        computes gradients DDP never sees; they are averaged here. Averaging gradients DDP has
+        already averaged leaves them as they are, so this can only make ranks agree.
+        """
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        for network in self.recipe.networks.values():
+            if isinstance(network, DistributedNetwork) and network.used_directly:
+                for parameter in network.module.parameters():
+                    if id(parameter) in owned and parameter.grad is not None:
+                        dist.all_reduce(parameter.grad)
+                        parameter.grad.div_(self.settings.world_size)
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not self.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            dist.barrier(device_ids=[torch.cuda.current_device()]) if self.device.type == "cuda" else dist.barrier()
+
+
+class DistributedNetwork(DistributedDataParallel):
+    """DistributedDataParallel that tolerates the ways recipes use their networks.
+
+    * A forward with gradients off, or while every parameter is frozen (``Recipe.frozen``), runs
+      the plain module: no backward into these weights follows, so DDP has nothing to reduce.
+    * Attributes that DDP lacks (sub-networks, methods: ``generator.decoder``) come from the
+      wrapped module; the network is then marked ``used_directly`` and the Trainer averages its
+      gradients before each optimiser step (see ``Trainer._average_direct_gradients``).
+    """
+
+    def __init__(self, module: torch.nn.Module, **kwargs: Any) -> None:
+        super().__init__(module, **kwargs)
+        self.used_directly = False
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled() or not any(parameter.requires_grad for parameter in self.module.parameters()):
+            return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get("_modules", {})
+            if "module" not in modules or name.startswith("__"):
+                raise
+            value = getattr(modules["module"], name)
+            self.__dict__["used_directly"] = True
+            return value
+
+
+class SyncedGradScaler(torch.amp.GradScaler):
+    """fp16 loss scaling whose skip-this-step decision is the same on every rank.
+
+    With gradients that DDP averaged, an inf on one rank reaches all of them; gradients averaged
+    only at step time (``_average_direct_gradients``) are checked before that, so the ranks
+    pool their "found inf" flags here.
+    """
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        super().unscale_(optimizer)
+        if dist.is_available() and dist.is_initialized():
+            for found in self._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values():
+                dist.all_reduce(found, op=dist.ReduceOp.MAX)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
