@@ -5,11 +5,13 @@ computed in row strips, so a 24-megapixel scan costs about 100 MB of floats, not
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Iterator
 
 import numpy as np
 import torch
@@ -202,30 +204,40 @@ def save_image(
         options["quality"] = quality
     if icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
         options["icc_profile"] = icc_profile
+    with _atomic_file(path) as handle:
+        image.save(handle, format=fmt, **options)
+    return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary handle on a temporary file beside ``path``, renamed over it on success.
+
+    mkstemp creates files as 0600; the file gets the usual 0666-minus-umask mode instead, like
+    any file a program writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **options)
+            yield handle
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write bytes to path through a temporary file and a rename (same folder, same filesystem)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with _atomic_file(Path(path)) as handle:
+        handle.write(data)
 
 
 def list_image_files(root: str | Path, all_files: bool = False) -> list[Path]:

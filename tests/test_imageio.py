@@ -118,6 +118,7 @@ def test_save_is_atomic_and_format_follows_extension(tmp_path, monkeypatch):
         with Image.open(path) as written:
             assert written.format == fmt and written.size == (12, 10)
             assert ("A" in written.getbands()) == (fmt != "JPEG")
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
     assert output_format("x.JPEG") == "JPEG"
     with pytest.raises(ValueError, match="unsupported output extension"):
         output_format("x.xyz")
@@ -134,6 +135,14 @@ def test_save_is_atomic_and_format_follows_extension(tmp_path, monkeypatch):
         save_image(target, rgb[::-1].copy())
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_list_image_files_recurses_and_skips_hidden(tmp_path):
