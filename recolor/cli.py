@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize greyscale photos with deep generative models.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -27,15 +27,21 @@ def fail(message: str, code: int = 2) -> None:
 
 # --- inputs and outputs ---------------------------------------------------------------------
 
-def expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(file, path relative to the output folder) for files, folders (recursive) and globs."""
+def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for files, folders (recursive) and globs.
+
+    A folder scan leaves out the output folder when it sits inside the scanned folder, so a
+    second run never colorizes the first run's outputs.
+    """
     from .imageio import list_image_files
 
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += [(f, f.relative_to(path)) for f in list_image_files(path, all_files=True)]
+            inside = out_dir != path.resolve() and path.resolve() in out_dir.parents
+            found += [(f, f.relative_to(path)) for f in list_image_files(path, all_files=True)
+                      if not (inside and out_dir in f.resolve().parents)]
         elif path.exists():
             found.append((path, Path(path.name)))
         elif glob.has_magic(item):
@@ -67,13 +73,16 @@ def colorize(
     in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: CPU count, at most 8.")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .checkpoint import CheckpointError
-    from .imageio import ImageReadError, load_image, output_format, save_image
-    from .inference import Colorizer, iter_batches
+    from .imageio import output_format
+    from .inference import Colorizer
+    from .pipeline import ColorizeJob, colorize_files
 
     suffix = None
     if fmt:
@@ -82,14 +91,12 @@ def colorize(
             output_format("x" + suffix)
         except ValueError as exc:
             fail(str(exc).removeprefix("x: "))
-    files = expand_inputs(inputs)
     out_dir = output.resolve()
-    # never read our own outputs back in when the output folder sits inside an input folder
-    files = [(f, r) for f, r in files if out_dir not in f.resolve().parents]
+    files = expand_inputs(inputs, out_dir)
     if not files:
         fail("no input files found")
     try:
-        colorizer = Colorizer.load(model, device=device, size=size, precision=precision)
+        colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model)
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
 
@@ -132,27 +139,107 @@ def colorize(
     started = time.perf_counter()
     with Progress(*columns, console=err, disable=quiet or not todo, transient=True) as progress:
         task = progress.add_task("colorize", total=len(todo))
-        for batch in iter_batches(todo, batch_size):
-            loaded, pending = [], []
-            for source, target, record in batch:
-                try:
-                    loaded.append(load_image(source))
-                    pending.append((source, target, record))
-                except ImageReadError as exc:
-                    emit(record | {"status": "error", "error": str(exc)})
-                    progress.advance(task)
-            for image, result, (source, target, record) in zip(loaded, colorizer.colorize_loaded(loaded), pending):
-                try:
-                    save_image(target, result.rgb, result.alpha, image.icc_profile)
-                    width, height = image.size
-                    emit(record | {"width": width, "height": height, "was_colour": result.was_colour})
-                except (OSError, ValueError) as exc:
-                    emit(record | {"status": "error", "error": f"{target}: could not write ({exc})"})
-                progress.advance(task)
+        # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
+        jobs = [ColorizeJob(source, target, tag=record) for source, target, record in todo]
+        for outcome in colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers):
+            record = outcome.job.tag
+            if outcome.ok:
+                emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour})
+            else:
+                emit(record | {"status": "error", "error": outcome.error})
+            progress.advance(task)
     counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
     seconds = time.perf_counter() - started
     summary = f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {seconds:.1f} s with {colorizer.name} -> {out_dir if not in_place else 'inputs'}"
     err.print(summary, highlight=False)
+    raise typer.Exit(1 if counts["error"] else 0)
+
+
+# --- diverse colorization (paper 004) ---------------------------------------------------------
+
+@app.command("sample-diverse")
+def sample_diverse(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    k: Annotated[int, typer.Option("-k", "--samples", min=1, help="Colorizations per photo.")] = 5,
+    model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint.")] = "divcolor",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: NAME_1..NAME_k and NAME_sheet.png per photo.")] = Path("diverse"),
+    method: Annotated[str, typer.Option(help="topk: MDN means by weight / k-means centres of the draws; random: random draws.")] = "topk",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same pictures).")] = 0,
+    draws: Annotated[int, typer.Option(min=1, help="Draws clustered into k by the cvae and pix2pix-dropout baselines.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip the photo).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per photo on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .checkpoint import CheckpointError
+    from .diverse import load_sampler, output_paths, save_diverse
+    from .imageio import ImageReadError, load_image, output_format
+    from .inference import iter_batches
+
+    suffix = "." + fmt.lower().lstrip(".") if fmt else None
+    try:
+        if suffix:
+            output_format("x" + suffix)
+        files = expand_inputs(inputs, output.resolve())
+        if not files:
+            fail("no input files found")
+        sampler = load_sampler(model, device=device, precision=precision, draws=draws)
+        sampler.check(k, method)
+    except (CheckpointError, KeyError, ValueError) as exc:
+        fail(str(exc.args[0]).removeprefix(f"x{suffix}: ") if exc.args else str(exc))
+    records: list[dict] = []
+    claimed: set[Path] = set()
+    todo = []
+    for source, relative in files:
+        paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
+        record = {"input": str(source), "outputs": [str(p) for p in paths], "sheet": str(sheet), "status": "ok"}
+        resolved = {p.resolve() for p in (*paths, sheet)}
+        try:
+            output_format(paths[0])
+            problem = "an output would overwrite the input" if source.resolve() in resolved else None
+            problem = problem or ("another input has the same outputs" if resolved & claimed else None)
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            records.append(record | {"status": "error", "error": f"{source}: {problem}"})
+        elif not overwrite and any(p.exists() for p in resolved):
+            records.append(record | {"status": "skipped", "reason": "outputs exist (use --overwrite)"})
+        else:
+            todo.append((source, paths, sheet, record))
+        claimed |= resolved
+    started = time.perf_counter()
+    columns = [TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, disable=quiet or not todo, transient=True) as progress:
+        task = progress.add_task("sample", total=len(todo))
+        for batch in iter_batches(todo, batch_size):
+            loaded, pending = [], []
+            for source, paths, sheet, record in batch:
+                try:
+                    loaded.append(load_image(source))
+                    pending.append((paths, sheet, record))
+                except ImageReadError as exc:
+                    records.append(record | {"status": "error", "error": str(exc)})
+            for image, result, (paths, sheet, record) in zip(loaded, sampler.sample_loaded(loaded, k, method, seed), pending):
+                try:
+                    save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
+                    records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
+                except (OSError, ValueError) as exc:
+                    records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
+            progress.advance(task, len(batch))
+    for record in records:
+        if as_json:
+            print(json.dumps(record), flush=True)
+        if record["status"] == "error":
+            err.print(f"[red]failed:[/] {record['error']}", highlight=False)
+    counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
+    err.print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
+              f"{time.perf_counter() - started:.1f} s with {sampler.name} -> {output}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 
@@ -183,6 +270,7 @@ def train(
     size: Annotated[Optional[int], typer.Option(help="Training crop size (default: the model's image_size).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the paper's).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override key=value (repeatable), e.g. --set ngf=32.")] = None,
+    encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18): imagenet, none, or a local .safetensors/.pth state dict.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = min(4, max(1, (os.cpu_count() or 2) // 2)),
@@ -193,8 +281,9 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     export: Annotated[Optional[Path], typer.Option(help="Also write the fp16 inference weights here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    sync_batchnorm: Annotated[bool, typer.Option("--sync-batchnorm", help="Under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own).")] = False,
 ) -> None:
-    """Train any registered model on a folder of colour photos (CPU or CUDA, resumable)."""
+    """Train any registered model on a folder of colour photos (CPU or CUDA, resumable; multi-GPU/multi-machine under torchrun)."""
     import torch
 
     from .checkpoint import CheckpointError, load_checkpoint
@@ -211,6 +300,8 @@ def train(
             overrides["image_size"] = size
         if batch_size is not None:
             overrides["batch_size"] = batch_size
+        if encoder_weights is not None:
+            overrides["encoder_weights"] = encoder_weights
         if resume and (out / CHECKPOINT_NAME).exists():
             # the run's own config wins: a resumed run must rebuild the same networks
             stored = load_checkpoint(out / CHECKPOINT_NAME)
@@ -224,14 +315,17 @@ def train(
         if val is not None:
             val_data = spec.recipe.dataset(val, config, train=False) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(val, size=config["image_size"], train=False)
         dist = distributed_context(device)
-        settings = TrainSettings(
-            out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
-            precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, seed=seed, progress=not quiet,
-            export=export, rank=dist["rank"], world_size=dist["world_size"],
-        )
-        recipe = build_recipe(spec.name, config, resolve_device(settings.device))
-        trainer = Trainer(recipe, train_data, val_data, settings, console=err)
-        result = trainer.fit(resume=resume)
+        try:
+            settings = TrainSettings(
+                out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
+                precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, seed=seed, progress=not quiet,
+                export=export, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
+            )
+            recipe = build_recipe(spec.name, config, resolve_device(settings.device))
+            trainer = Trainer(recipe, train_data, val_data, settings, console=err)
+            result = trainer.fit(resume=resume)
+        finally:
+            end_distributed(dist)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     if dist["rank"] == 0:
@@ -239,8 +333,43 @@ def train(
 
 
 def distributed_context(device: str) -> dict:
-    """Single-process defaults; torchrun support (issue 6) replaces this."""
-    return {"rank": 0, "world_size": 1, "device": device}
+    """This process's rank, world size and device: a single process, or one of torchrun's.
+
+    torchrun (``torchrun --nproc_per_node N recolor train ...``; across machines add ``--nnodes M
+    --rdzv-backend c10d --rdzv-endpoint HOST:PORT``) sets RANK, WORLD_SIZE and LOCAL_RANK; the
+    process group is initialised here, NCCL on CUDA and gloo on the CPU, and on CUDA each
+    process drives the GPU numbered by its LOCAL_RANK.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return {"rank": 0, "world_size": 1, "device": device, "distributed": False}
+    import torch
+    import torch.distributed as torch_dist
+
+    from .training.loop import resolve_device
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    target = resolve_device(device)
+    if target.type == "cuda":
+        if target.index is None:
+            if local_rank >= torch.cuda.device_count():
+                raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs: start at most that many processes per machine")
+            target = torch.device("cuda", local_rank)
+        elif int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+            raise ValueError("under torchrun pass --device cuda (or auto): each process takes the GPU of its LOCAL_RANK")
+        torch.cuda.set_device(target)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    return {"rank": rank, "world_size": world_size, "device": str(target), "distributed": True}
+
+
+def end_distributed(context: dict) -> None:
+    """Tear down the process group that :func:`distributed_context` set up (a no-op otherwise)."""
+    if context.get("distributed"):
+        import torch.distributed as torch_dist
+
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
 
 
 @app.command("models")
@@ -262,6 +391,59 @@ def list_models_command(as_json: Annotated[bool, typer.Option("--json")] = False
     for row in rows:
         table.add_row(row["name"], row["paper"], "shipped" if row["shipped_weights"] else "-", row["description"])
     Console().print(table)
+
+
+# --- evaluation (recolor/evaluate.py) -----------------------------------------------------------
+
+@app.command()
+def evaluate(
+    data: Annotated[Optional[Path], typer.Option(help="Folder of colour photos: the ground truth (class sub-folders give labels).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable).")] = None,
+    predictions: Annotated[Optional[list[str]], typer.Option(help="Folder of colorized images matched to --data by relative path, or NAME=DIR (repeatable).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable). Default: the pixel metrics, plus those whose network you pass.")] = None,
+    classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default resnet18.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: inception_v3 (downloads), inception_v3:PATH, or any classifier spec (e.g. resnet56-cifar10:PATH).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score a random subset of N photos (seeded).")] = None,
+    samples: Annotated[int, typer.Option(min=2, help="Colorizations per photo for the diversity metrics.")] = 5,
+    omega_steps: Annotated[int, typer.Option(min=1, help="Omega: fine-tuning steps per classifier copy (tiny by default; paper 003: 2 epochs).")] = 10,
+    omega_images: Annotated[int, typer.Option(min=2, help="Omega: photos the copies are fine-tuned on.")] = 256,
+    is_splits: Annotated[int, typer.Option(min=1, help="Inception Score splits.")] = 10,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (table, bar charts, sample photos) into this folder.")] = None,
+    report_samples: Annotated[int, typer.Option(min=0, help="Photos shown side by side in the report.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+    precision: Annotated[str, typer.Option(help="Models' autocast: auto, fp32, bf16, fp16.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .evaluate import EvalSettings, EvaluationError, print_table, write_json, write_report
+    from .evaluate import evaluate as run_evaluation
+
+    if data is None:
+        fail("pass --data DIR: a folder of colour photos to use as ground truth")
+    settings = EvalSettings(
+        data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
+        classifier=classifier, backbone=backbone, samples=samples, omega_steps=omega_steps, omega_images=omega_images,
+        is_splits=is_splits, batch_size=batch_size, device=device, precision=precision, seed=seed, report_samples=report_samples,
+    )
+    columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    try:
+        with Progress(*columns, console=err, disable=quiet, transient=True) as progress:
+            task = progress.add_task("evaluate", total=None)
+            result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
+                                    log=lambda message: progress.console.print(message, highlight=False))
+    except EvaluationError as exc:
+        fail(str(exc))
+    print_table(result, Console())
+    if json_path is not None:
+        err.print(f"results: {write_json(result, json_path)}", highlight=False)
+    if report is not None:
+        err.print(f"report: {write_report(result, report)}", highlight=False)
 
 
 def main() -> None:

@@ -1,0 +1,344 @@
+"""Diverse colorization: k different, each plausible, colorizations of one photo (paper 004).
+
+Three samplers, all behind :func:`load_sampler`:
+
+* ``divcolor`` / ``divcolor-skip`` (paper 004 sections 3-4, 6.2): the MDN's mixture P(z | G)
+  decoded by the colour-field VAE's decoder. ``topk`` decodes the k means with the largest mixture
+  weights, in that order (the paper's procedure, k <= 8); ``random`` draws components by weight and
+  z ~ N(mean, 0.1 I) around them.
+* ``cvae`` (section 5, the CVAE baseline): paper 000's conditional VAE (``cvae-l2``; any model whose
+  generator takes ``(L, z)`` works, e.g. ``cwgan-gp``) with z ~ N(0, I).
+* ``pix2pix-dropout`` (section 5, the cGAN baseline): the pix2pix generator with its dropout
+  layers left on at test time (batch norm keeps its running statistics).
+
+The two baselines draw 256 colorizations per photo and, for ``topk``, cluster them into k with
+k-means (the paper's procedure); the cluster centres come out largest cluster first. Their
+``random`` method returns k plain draws instead.
+
+Every sampler returns normalised ab at its model's resolution; the fields are upsampled smoothly
+and joined to the photo's own full-resolution lightness (:func:`recolor.inference.join_lightness`),
+so each output has the input's size and lightness. One seed per photo: a photo's samples do not
+depend on the other photos of its batch, and the same seed gives the same pictures.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from .checkpoint import CheckpointError
+from .color import lab_to_rgb
+from .imageio import LoadedImage
+from .inference import Colorizer, join_lightness
+from .registry import get_model_spec
+from .training.recipe import to_ab
+
+METHODS = ("topk", "random")
+DEFAULT_DRAWS = 256  # section 5: "We cluster 256 colorizations into 5 cluster centers"
+SAMPLER_NAMES = ("divcolor", "divcolor-skip", "cvae", "pix2pix-dropout")
+
+
+@dataclass
+class DiverseSamples:
+    """k normalised ab fields per photo (B, k, 2, h, w) and a short label for each one."""
+
+    ab: torch.Tensor
+    labels: list[list[str]]
+
+
+@dataclass
+class DiverseResult:
+    """One photo's k colorizations at its full resolution."""
+
+    images: list[np.ndarray]  # k arrays (H, W, 3) uint8
+    labels: list[str]
+    alpha: np.ndarray | None
+    was_colour: bool
+
+
+class DiverseSampler:
+    """Base: wraps a loaded :class:`~recolor.inference.Colorizer` (device, precision, input size)."""
+
+    kind = "base"
+
+    def __init__(self, colorizer: Colorizer, draws: int = DEFAULT_DRAWS, chunk: int | None = None) -> None:
+        self.colorizer = colorizer
+        self.draws = int(draws)
+        # forward passes per chunk when drawing many colorizations of one photo
+        self.chunk = int(chunk or (256 if colorizer.device.type == "cuda" else 32))
+
+    @property
+    def name(self) -> str:
+        return self.colorizer.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.colorizer.device
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.colorizer.generator
+
+    def model_input(self, image: LoadedImage) -> torch.Tensor:
+        return self.colorizer.model_input(image)
+
+    def check(self, k: int, method: str) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method '{method}' (topk or random)")
+        if k < 1:
+            raise ValueError("k must be at least 1")
+
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
+        """k normalised ab fields for each normalised L (B, 1, s, s) at the model's input size."""
+        raise NotImplementedError
+
+    def _input(self, lightness: torch.Tensor) -> torch.Tensor:
+        x = lightness.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.colorizer.channels_last else x
+
+    def sample_loaded(self, images: Sequence[LoadedImage], k: int, method: str = "topk", seed: int = 0) -> list[DiverseResult]:
+        """k full-resolution colorizations of each photo (batched through the network)."""
+        if not images:
+            return []
+        samples = self.sample_ab(torch.stack([self.model_input(image) for image in images]), k, method, seed)
+        results = []
+        for index, image in enumerate(images):
+            fields = samples.ab[index]
+            pictures = [join_lightness(image.lightness, field, self.device) for field in fields]
+            results.append(DiverseResult(pictures, samples.labels[index], image.alpha, image.was_colour))
+        return results
+
+
+class MixtureSampler(DiverseSampler):
+    """divcolor: top-k MDN means by mixture weight, or random draws from the mixture."""
+
+    kind = "mdn"
+
+    def check(self, k: int, method: str) -> None:
+        super().check(k, method)
+        components = self.generator.components
+        if method == "topk" and k > components:
+            raise ValueError(f"top-k gives at most {components} colorizations with {self.name} (one per mixture component); use --method random for more")
+
+    @torch.no_grad()
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
+        self.check(k, method)
+        x = self._input(lightness)
+        with self.colorizer._autocast():
+            ab, weights = self.generator.sample(x, k, method, seeds=[seed] * x.shape[0])
+        labels = [[f"p={float(w):.2f}" for w in row] for row in weights]
+        return DiverseSamples(ab.float().clamp(-1, 1), labels)
+
+
+class ClusteredSampler(DiverseSampler):
+    """Baselines: ``draws`` colorizations per photo, k-means'd into k (``topk``) or k plain draws."""
+
+    def draw(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` normalised ab fields (count, 2, h, w) for one photo's input x (1, 1, s, s)."""
+        raise NotImplementedError
+
+    def check(self, k: int, method: str) -> None:
+        super().check(k, method)
+        if method == "topk" and k > self.draws:
+            raise ValueError(f"cannot cluster {self.draws} draws into {k} colorizations: raise --draws")
+
+    @torch.no_grad()
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
+        self.check(k, method)
+        x = self._input(lightness)
+        fields, labels = [], []
+        for row in range(x.shape[0]):
+            total = self.draws if method == "topk" else k
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                drawn = torch.cat([self.draw(x[row : row + 1], min(self.chunk, total - start)) for start in range(0, total, self.chunk)])
+            if method == "random":
+                fields.append(drawn)
+                labels.append([f"draw {i + 1}" for i in range(k)])
+                continue
+            centres, counts = kmeans(drawn.flatten(1), k, seed=seed)
+            fields.append(centres.reshape(k, *drawn.shape[1:]))
+            labels.append([f"{int(n)}/{total} draws" for n in counts])
+        return DiverseSamples(torch.stack(fields).clamp(-1, 1), labels)
+
+
+@contextlib.contextmanager
+def dropout_active(module: nn.Module):
+    """Dropout layers in training mode (random masks), everything else (batch norm) as it was."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    previous = [m.training for m in layers]
+    for layer in layers:
+        layer.train()
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, previous):
+            layer.train(mode)
+
+
+def has_dropout(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
+
+
+class DropoutSampler(ClusteredSampler):
+    """cGAN baseline: pix2pix with dropout on at test time ("the noise is provided by dropout")."""
+
+    kind = "dropout"
+
+    @property
+    def name(self) -> str:
+        return f"{self.colorizer.name}-dropout"
+
+    def draw(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        with dropout_active(self.generator), self.colorizer._autocast():
+            out = self.generator(x.expand(count, *x.shape[1:]))
+        return to_ab(out, self.colorizer.spec.output)
+
+
+class LatentSampler(ClusteredSampler):
+    """CVAE baseline: the conditional decoder with z ~ N(0, I) (the encoder is not used at test time)."""
+
+    kind = "latent"
+
+    def draw(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        z = torch.randn(count, self.generator.latent_dim, device=self.device)
+        with self.colorizer._autocast():
+            out = self.generator(x.expand(count, *x.shape[1:]), z)
+        return to_ab(out, self.colorizer.spec.output)
+
+
+def kmeans(points: torch.Tensor, k: int, seed: int = 0, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means with k-means++ seeding: centres (k, D) and sizes (k,), largest cluster first."""
+    points = points.float()
+    count = points.shape[0]
+    if not 1 <= k <= count:
+        raise ValueError(f"cannot make {k} clusters of {count} points")
+    generator = torch.Generator().manual_seed(seed)
+    first = int(torch.randint(count, (1,), generator=generator))
+    centres = points[first : first + 1]
+    closest = torch.cdist(points, centres).pow(2).min(dim=1).values
+    for _ in range(1, k):
+        total = float(closest.sum())
+        if total <= 0:  # fewer distinct points than k: repeat one (its cluster stays empty)
+            pick = int(torch.randint(count, (1,), generator=generator))
+        else:
+            pick = int(torch.multinomial((closest / total).cpu(), 1, generator=generator))
+        centres = torch.cat((centres, points[pick : pick + 1]))
+        closest = torch.minimum(closest, torch.cdist(points, points[pick : pick + 1]).pow(2)[:, 0])
+    assignment = torch.cdist(points, centres).argmin(dim=1)
+    for _ in range(iterations):
+        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
+        sizes = torch.bincount(assignment, minlength=k).to(points.dtype)
+        centres = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], centres)
+        updated = torch.cdist(points, centres).argmin(dim=1)
+        if torch.equal(updated, assignment):
+            break
+        assignment = updated
+    sizes = torch.bincount(assignment, minlength=k)
+    order = torch.argsort(sizes, descending=True, stable=True)
+    return centres[order], sizes[order]
+
+
+def resolve_model(model: str) -> tuple[str, bool]:
+    """(what Colorizer.load gets, whether dropout sampling was asked for by name)."""
+    if model == "pix2pix-dropout":
+        return "pix2pix", True
+    if model == "cvae":
+        try:
+            get_model_spec("cvae")
+        except KeyError:
+            return "cvae-l2", False  # paper 000's conditional VAE with the L2 loss of paper 004 sec. 5
+    return model, False
+
+
+def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision: str = "auto",
+                 draws: int = DEFAULT_DRAWS, chunk: int | None = None) -> DiverseSampler:
+    """A diverse sampler from a model name (shipped weights) or a checkpoint path.
+
+    divcolor checkpoints sample their MDN; generators that take (L, z) sample z; generators with
+    dropout (pix2pix) sample dropout masks. Raises CheckpointError / KeyError / ValueError.
+    """
+    target, wants_dropout = resolve_model(str(model))
+    if draws < 1:
+        raise ValueError("--draws must be at least 1")
+    try:
+        colorizer = Colorizer.load(target, device=device, precision=precision)
+    except KeyError as exc:
+        raise KeyError(f"{exc.args[0]}; diverse samplers: {', '.join(SAMPLER_NAMES)}") from None
+    generator = colorizer.generator
+    if hasattr(generator, "mixture") and hasattr(generator, "sample"):
+        return MixtureSampler(colorizer, draws, chunk)
+    if not wants_dropout and hasattr(generator, "latent_dim") and hasattr(generator, "prior_z"):
+        return LatentSampler(colorizer, draws, chunk)
+    if has_dropout(generator):
+        return DropoutSampler(colorizer, draws, chunk)
+    raise CheckpointError(f"model '{colorizer.name}' is deterministic (no latent code, no dropout): it cannot sample diverse colorizations")
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+def output_paths(target: Path, k: int) -> tuple[list[Path], Path]:
+    """``name_1.ext .. name_k.ext`` and ``name_sheet.png`` beside ``target`` (= folder/name.ext)."""
+    results = [target.with_name(f"{target.stem}_{i}{target.suffix}") for i in range(1, k + 1)]
+    return results, target.with_name(f"{target.stem}_sheet.png")
+
+
+def grey_thumbnail(lightness: torch.Tensor, height: int) -> np.ndarray:
+    """The photo as the model sees it (its lightness only), ``height`` pixels high, uint8 RGB."""
+    full_height, full_width = lightness.shape[-2:]
+    height = min(height, full_height)
+    width = max(1, round(full_width * height / full_height))
+    small = F.interpolate(lightness[None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
+    lab = torch.cat((small, torch.zeros(2, height, width)), dim=0)
+    return (lab_to_rgb(lab) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def contact_sheet(grey: np.ndarray, results: Sequence[np.ndarray], labels: Sequence[str], height: int = 256,
+                  title: str | None = None) -> Image.Image:
+    """One row: the grey input then the k colorizations, each labelled underneath."""
+    tiles = [Image.fromarray(grey)] + [Image.fromarray(result) for result in results]
+    names = ["input"] + [f"{i}: {label}" if label else str(i) for i, label in enumerate(labels, start=1)]
+    resized = []
+    for tile in tiles:
+        h = min(height, tile.height)
+        resized.append(tile.resize((max(1, round(tile.width * h / tile.height)), h), Image.LANCZOS) if tile.height != h else tile)
+    gap, text_height = 8, 22
+    top = text_height if title else 0
+    width = sum(t.width for t in resized) + gap * (len(resized) + 1)
+    sheet = Image.new("RGB", (width, top + max(t.height for t in resized) + text_height + 2 * gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(14)
+    if title:
+        draw.text((gap, 4), title, fill="black", font=font)
+    x = gap
+    for tile, name in zip(resized, names):
+        sheet.paste(tile, (x, top + gap))
+        draw.text((x + 2, top + gap + tile.height + 4), name, fill="black", font=font)
+        x += tile.width + gap
+    return sheet
+
+
+def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path], sheet_path: Path, title: str | None = None,
+                 sheet_height: int = 256) -> None:
+    """Write the k colorizations (atomically, with the photo's alpha and ICC profile) and the contact sheet."""
+    from .imageio import save_image
+
+    for path, picture in zip(paths, result.images):
+        save_image(path, picture, result.alpha, image.icc_profile)
+    sheet = contact_sheet(grey_thumbnail(image.lightness, sheet_height), result.images, result.labels, sheet_height, title)
+    save_image(sheet_path, np.asarray(sheet))
