@@ -279,6 +279,7 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune: start from this checkpoint (a run's last.safetensors or exported weights; its architecture config is used).")] = None,
     export: Annotated[Optional[Path], typer.Option(help="Also write the fp16 inference weights here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     sync_batchnorm: Annotated[bool, typer.Option("--sync-batchnorm", help="Under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own).")] = False,
@@ -308,6 +309,12 @@ def train(
             if stored.model != spec.name:
                 fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
             overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
+        elif init_from is not None:
+            # fine-tuning rebuilds the stored architecture; explicit options still apply on top
+            stored = load_checkpoint(init_from)
+            if stored.model != spec.name:
+                fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
+            overrides = stored.config | overrides
         config = spec.config(overrides)
         torch.manual_seed(seed)
         train_data = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=config["image_size"], train=True)
@@ -319,7 +326,7 @@ def train(
             settings = TrainSettings(
                 out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
                 precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, seed=seed, progress=not quiet,
-                export=export, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
+                export=export, init_from=None if resume else init_from, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
             )
             recipe = build_recipe(spec.name, config, resolve_device(settings.device))
             trainer = Trainer(recipe, train_data, val_data, settings, console=err)
@@ -406,6 +413,7 @@ def evaluate(
     size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score a random subset of N photos (seeded).")] = None,
     samples: Annotated[int, typer.Option(min=2, help="Colorizations per photo for the diversity metrics.")] = 5,
+    sample_method: Annotated[str, typer.Option(help="Diversity sampling: topk (paper 004) or random.")] = "topk",
     omega_steps: Annotated[int, typer.Option(min=1, help="Omega: fine-tuning steps per classifier copy (tiny by default; paper 003: 2 epochs).")] = 10,
     omega_images: Annotated[int, typer.Option(min=2, help="Omega: photos the copies are fine-tuned on.")] = 256,
     is_splits: Annotated[int, typer.Option(min=1, help="Inception Score splits.")] = 10,
@@ -428,7 +436,7 @@ def evaluate(
         fail("pass --data DIR: a folder of colour photos to use as ground truth")
     settings = EvalSettings(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
-        classifier=classifier, backbone=backbone, samples=samples, omega_steps=omega_steps, omega_images=omega_images,
+        classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,
         is_splits=is_splits, batch_size=batch_size, device=device, precision=precision, seed=seed, report_samples=report_samples,
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

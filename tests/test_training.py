@@ -104,3 +104,24 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path, tiny_photo_fol
     # logging happens every 10 steps: the first line after the resume is the next multiple of 10
     assert steps_after[0] == (saved_step // 10 + 1) * 10 and steps_after[-1] == 60
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 60
+
+
+def test_init_from_loads_the_generator_of_an_exported_checkpoint(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint):
+    config = get_model_spec("pix2pix").config(load_checkpoint(tiny_pix2pix_checkpoint).config)
+    recipe = build_recipe("pix2pix", config, torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "ft", batch_size=8, workers=0, progress=False))
+    trainer.initialize_from(tiny_pix2pix_checkpoint)
+    expected = load_checkpoint(tiny_pix2pix_checkpoint).tensors
+    for key, value in recipe.generator.state_dict().items():
+        assert torch.equal(value.half(), expected[key].half()), key
+
+
+def test_init_from_a_checkpoint_of_another_model_is_refused(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint):
+    from typer.testing import CliRunner
+
+    from recolor.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "resnet18", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "x"),
+                                      "--init-from", str(tiny_pix2pix_checkpoint), "--max-steps", "1"])
+    assert result.exit_code == 2 and "is for model 'pix2pix', not 'resnet18'" in result.output

@@ -89,6 +89,7 @@ class TrainSettings:
     save_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
     log_every: int = 10
     max_steps: int | None = None
+    init_from: Path | None = None  # fine-tune: start from this checkpoint's networks
     max_minutes: float | None = None  # wall-clock budget: stop cleanly (checkpoint + export) after it
     seed: int = 0
     progress: bool = True
@@ -214,6 +215,27 @@ class Trainer:
                     return
         self.export(best_path, extra={"val_ab_l1": val_ab_l1})
 
+    def initialize_from(self, path: Path) -> None:
+        """Fine-tuning: start from another run's networks (fresh optimisers, step 0).
+
+        A training checkpoint gives every network it has; an exported weights file gives the
+        generator alone (the critic then starts from scratch).
+        """
+        checkpoint = load_checkpoint(path)
+        if checkpoint.model != self.recipe.spec.name:
+            raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
+        for name, network in self.recipe.networks.items():
+            state = checkpoint.sub_state(name) if checkpoint.kind == "training" else (checkpoint.tensors if name == "generator" else {})
+            if state:
+                target = unwrap(network)
+                reference = target.state_dict()
+                try:
+                    target.load_state_dict({k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()})
+                except RuntimeError as exc:
+                    raise CheckpointError(f"{path}: {name} weights do not fit this config ({str(exc).splitlines()[0]})") from None
+        if self.is_main:
+            self.console.print(f"initialised {self.recipe.spec.name} from {path}")
+
     def export(self, path: Path, extra: dict[str, Any] | None = None) -> Path:
         """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
         state = unwrap(self.recipe.generator).state_dict()
@@ -279,6 +301,8 @@ class Trainer:
             self.console.print(f"[yellow]no checkpoint in {self.out_dir}: starting a fresh run[/]")
         if not resumed:
             self.recipe.prepare(self.train_data)
+            if settings.init_from is not None:
+                self.initialize_from(settings.init_from)
         elif self.is_main:
             self.console.print(f"resumed {self.recipe.spec.name} at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
         total_steps = settings.epochs * self.steps_per_epoch
