@@ -7,7 +7,11 @@ Three samplers, all behind :func:`load_sampler`:
   weights, in that order (the paper's procedure, k <= 8); ``random`` draws components by weight and
   z ~ N(mean, 0.1 I) around them.
 * ``cvae`` (section 5, the CVAE baseline): paper 000's conditional VAE (``cvae-l2``; any model whose
-  generator takes ``(L, z)`` works, e.g. ``cwgan-gp``) with z ~ N(0, I).
+  generator takes ``(L, z)`` works, e.g. ``cwgan-gp``) with z ~ N(0, I). DIFFERENCE FROM THE PAPER:
+  paper 004's CVAE (section 6.3) reuses its own VAE encoder/decoder plus a grey-level encoder with
+  skip connections and z multiplied into its 4x4 map; recolor already builds paper 000's CVAE
+  (Tables 2-4: z as an 8x8 map concatenated with grey features, RGB output, L2 loss for
+  ``cvae-l2`` as in paper 004 section 5), so that is the baseline here rather than a second CVAE.
 * ``pix2pix-dropout`` (section 5, the cGAN baseline): the pix2pix generator with its dropout
   layers left on at test time (batch norm keeps its running statistics).
 

@@ -46,7 +46,7 @@ class EvaluationError(Exception):
 class MetricInfo:
     key: str
     label: str
-    better: str  # "lower" | "higher" | "closer to 1"
+    better: str  # "lower" | "higher" | "≈ 1" | "≈ real"
     option: str  # the --metric name that selects it
     description: str
     digits: int = 4
@@ -57,15 +57,15 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in [
                "mean |pred - true| over both ab channels and all pixels, in ab/110 units (x110 = Lab units)"),
     MetricInfo("ab_l1_grid", "ab L1 grid", "lower", "ab-l1",
                "ab L1 on the 8x8 centre grid only: the cell centres of an 8x8 split of the central half of the image (paper 004)"),
-    MetricInfo("weighted_error", "weighted ab error", "lower", "weighted",
+    MetricInfo("weighted_error", "weighted err", "lower", "weighted",
                "paper 004 Table 2: per-pixel ab error weighted by 1/H(true colour), H the normalised 10x10-Lab-unit ab histogram of the ground-truth set", 3),
-    MetricInfo("weighted_error_grid", "weighted ab error grid", "lower", "weighted",
+    MetricInfo("weighted_error_grid", "weighted err grid", "lower", "weighted",
                "weighted ab error on the 8x8 centre grid (weights from the whole ground-truth histogram)", 3),
-    MetricInfo("psnr", "PSNR RGB (dB)", "higher", "psnr", "peak signal-to-noise ratio of the 8-bit RGB output, mean over photos", 2),
+    MetricInfo("psnr", "PSNR dB", "higher", "psnr", "peak signal-to-noise ratio of the 8-bit RGB output, mean over photos", 2),
     MetricInfo("ssim", "SSIM", "higher", "ssim", "structural similarity on RGB (Gaussian 11x11 window, sigma 1.5), mean over photos and channels"),
-    MetricInfo("colourfulness", "colourfulness", "closer to real", "colourfulness",
+    MetricInfo("colourfulness", "colourfulness", "≈ real", "colourfulness",
                "Hasler and Suesstrunk (2003) M on the 0-255 scale, mean over photos (grey = 0)", 1),
-    MetricInfo("colourfulness_rel", "colourfulness / real", "closer to 1", "colourfulness",
+    MetricInfo("colourfulness_rel", "colourful/real", "≈ 1", "colourfulness",
                "mean colourfulness divided by the ground truth's mean colourfulness", 3),
     MetricInfo("error_of_best", "error-of-best", "lower", "diversity",
                "paper 004 Table 3: per photo the smallest ab L1 among k samples, in ab/110 units"),
@@ -392,6 +392,13 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     photos = find_photos(data, settings.limit, settings.seed)
     contenders = load_contenders(settings)
     options = resolve_options(settings, contenders)
+    if "diversity" in options:
+        for contender in contenders:
+            if contender.sampler is not None:
+                try:
+                    contender.sampler.check(settings.samples, settings.sample_method)
+                except ValueError as exc:
+                    raise EvaluationError(f"diversity with {contender.name}: {exc}") from None
     size = int(settings.size) if settings.size else default_size(photos)
     if size < 8:
         raise EvaluationError(f"--size {size}: too small (at least 8 pixels)")
@@ -410,7 +417,9 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
         spec = settings.classifier or "resnet18"
         classifier = _load_network(spec, "accuracy/CIM/Omega need a classifier", device,
                                    "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)")
-    if BACKBONE_OPTIONS & set(options):
+    if BACKBONE_OPTIONS & set(options) and classifier is not None and settings.backbone and settings.backbone == settings.classifier:
+        backbone = classifier  # one network for both: its forward pass serves accuracy/CIM and IS/FID alike
+    elif BACKBONE_OPTIONS & set(options):
         spec = settings.backbone or "inception_v3"
         backbone = _load_network(spec, "IS/FID need a backbone", device,
                                  "" if settings.backbone else "; any classifier also works offline, e.g. --backbone resnet56-cifar10:PATH (not comparable with published IS/FID)")
@@ -519,8 +528,9 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                     row.add("ssim", M.ssim(rgb, truth))
             if "colourfulness" in want:
                 row.add("colourfulness", M.colourfulness(rgb))
+            outputs = classifier.outputs(rgb) if classifier is not None else None
             if classifier is not None:
-                probabilities, _ = classifier.outputs(rgb)
+                probabilities = outputs[0]
                 row.p_true.append(M.true_class_probability(probabilities, labels))
                 row.predicted.append(probabilities.argmax(dim=-1))
                 if "omega" in want:
@@ -528,7 +538,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                     if room > 0:
                         row.omega_images.append((classifier.resize(rgb[:room]) * 255).round().to(torch.uint8).cpu())
             if backbone is not None:
-                probabilities, features = backbone.outputs(rgb)
+                probabilities, features = outputs if backbone is classifier else backbone.outputs(rgb)
                 row.backbone_probs.append(probabilities)
                 if row.moments is None:
                     row.moments = M.FeatureMoments(features.shape[-1])
@@ -631,7 +641,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                      + ("; with fewer than 2,048 photos FID is strongly biased upward." if evaluated < 2048 and "fid" in want else "."))
     if "diversity" in want:
         samplers = [c.name for c in contenders if c.sampler]
-        notes.append(f"Diversity: {settings.samples} colorizations per photo from {', '.join(samplers)}; deterministic models have none.")
+        notes.append(f"Diversity: {settings.samples} colorizations per photo ({settings.sample_method}) from {', '.join(samplers)}, compared at "
+                     f"{size} px in ab/110 units (paper 004: 64 px, ab/128 units); deterministic models have none.")
     info = {
         "data": str(data), "photos": evaluated, "size": size, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": str(device), "seed": settings.seed, "metric_options": options,
@@ -659,12 +670,13 @@ def format_value(key: str, value: float | None, std: float | None = None) -> str
     return text
 
 
-def table_rows(result: EvalResult) -> list[list[str]]:
-    """[metric label, better, value per row...] for each metric."""
+def table_rows(result: EvalResult, with_std: bool = False) -> list[list[str]]:
+    """[metric label, better, value per row...] for each metric (IS with its std across splits if asked)."""
     out = []
     for key in result.metrics:
         info = METRICS[key]
-        out.append([info.label, info.better] + [format_value(key, row.values.get(key), row.values.get("is_std") if key == "is" else None) for row in result.rows])
+        out.append([info.label, info.better] + [format_value(key, row.values.get(key), row.values.get("is_std") if key == "is" and with_std else None)
+                                                for row in result.rows])
     return out
 
 
@@ -680,10 +692,18 @@ def _slug(name: str) -> str:
 _BAR_COLOURS = {"baseline": (150, 150, 150), "model": (52, 101, 164), "predictions": (78, 154, 6)}
 
 
-def bar_chart(title: str, labels: list[str], values: list[float | None], kinds: list[str], note: str = "") -> Image.Image:
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def bar_chart(title: str, labels: list[str], values: list[float | None], kinds: list[str], note: str = "",
+              texts: list[str] | None = None) -> Image.Image:
     """A horizontal bar chart drawn with PIL (no plotting library needed); None values show 'n/a'."""
-    font = ImageFont.load_default()
-    row_height, left, right, top = 24, 190, 110, 46
+    font = _font(14)
+    row_height, left, right, top = 26, 200, 120, 50
     width = 720
     height = top + row_height * len(labels) + 16
     image = Image.new("RGB", (width, height), "white")
@@ -707,7 +727,7 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], kinds: 
         end = left + plot * (value - low) / span
         x0, x1 = sorted((zero, end))
         draw.rectangle([x0, y + 3, max(x1, x0 + 1), y + row_height - 4], fill=_BAR_COLOURS.get(kind, (52, 101, 164)))
-        draw.text((max(x1, zero) + 6, y + 5), f"{value:.4g}", fill="black", font=font)
+        draw.text((max(x1, zero) + 6, y + 5), texts[i] if texts else f"{value:.4g}", fill="black", font=font)
     draw.line([zero, top - 2, zero, height - 10], fill=(60, 60, 60))
     return image
 
@@ -736,7 +756,7 @@ def write_report(result: EvalResult, folder: Path) -> Path:
                  f"{esc(info['date'])}; {info['seconds']} s on {esc(info['device'])}.</p>")
     # table
     parts.append("<h2>Results</h2><table><tr><th class='l'>metric</th><th class='l'>better</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
-    for key, cells in zip(result.metrics, table_rows(result)):
+    for key, cells in zip(result.metrics, table_rows(result, with_std=True)):
         parts.append(f"<tr><td class='l' title='{esc(METRICS[key].description)}'>{esc(cells[0])}</td><td class='l'>{esc(cells[1])}</td>"
                      + "".join(f"<td>{esc(c)}</td>" for c in cells[2:]) + "</tr>")
     parts.append("</table><p>Rows <b>real</b> and <b>grey</b> are the references: the ground truth itself and the greyscale input. "
@@ -750,7 +770,9 @@ def write_report(result: EvalResult, folder: Path) -> Path:
         if all(v is None or not math.isfinite(v) for v in values):
             continue
         info_m = METRICS[key]
-        chart = bar_chart(f"{info_m.label} ({info_m.better} is better)", names, values, [kinds[n] for n in names], "grey bars: baselines")
+        better = f"{info_m.better} is better" if info_m.better in ("lower", "higher") else f"better {info_m.better}"
+        chart = bar_chart(f"{info_m.label} ({better})", names, values, [kinds[n] for n in names], "grey bars: the baselines",
+                          [format_value(key, v) for v in values])
         path = folder / "charts" / f"{_slug(key)}.png"
         save_image(path, np.asarray(chart))
         parts.append(f"<img src='charts/{_slug(key)}.png' alt='{esc(info_m.label)}' title='{esc(info_m.description)}'>")

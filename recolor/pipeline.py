@@ -68,7 +68,7 @@ class PixelBudget:
     budget still gets through, alone, once nothing else is in flight."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.used = max(1, limit), 0
+        self.limit, self.used, self.peak = max(1, limit), 0, 0
         self._changed = threading.Condition()
         self.closed = False
 
@@ -79,6 +79,7 @@ class PixelBudget:
             if self.closed:
                 return False
             self.used += pixels
+            self.peak = max(self.peak, self.used)
             return True
 
     def release(self, pixels: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,7 +94,16 @@ def test_torchrun_runs_the_train_command(tmp_path, tiny_photo_folder):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "recolor.cli", "train",
                "--data", str(tiny_photo_folder), "--out", str(out), "--device", "cpu", "--workers", "0", "--max-steps", "3", "--quiet",
                *[arg for key, value in TINY_PIX2PIX.items() for arg in ("--set", f"{key}={value}")]]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    # a session of its own: if it hangs, the launcher and both workers are killed together
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=os.environ | {"OMP_NUM_THREADS": "1"})
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("torchrun did not finish in 240 s")
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1 and json.loads(lines[0])["steps"] == 3  # rank 0 alone prints the result

@@ -1,7 +1,6 @@
 """Paper 004: the colour-field VAE losses, the MDN, diverse sampling, the diversity metrics, the CLI."""
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

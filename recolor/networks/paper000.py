@@ -88,7 +88,8 @@ class DilatedCNN(nn.Module):
         super().__init__()
         c = _check_widths("cnn channels", channels, 7)
         self.layers = nn.Sequential(
-            # encoding: three stride-2 convolutions, two dilated stride-1 ones (receptive field ~74)
+            # encoding: three stride-2 convolutions, two dilated stride-1 ones (receptive field 79 px
+            # by our count; the paper says 74)
             nn.Conv2d(1, c[0], 3, stride=2, padding=1), *act_bn(c[0]),
             nn.Conv2d(c[0], c[1], 3, stride=2, padding=1), *act_bn(c[1]),
             nn.Conv2d(c[1], c[2], 3, stride=2, padding=1), *act_bn(c[2]),

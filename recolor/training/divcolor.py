@@ -11,7 +11,7 @@ Losses (section 3.1 and 4), each per image then averaged over the batch:
   L_grad = ||grad_h C - grad_h f||^2 + ||grad_v C - grad_v f||^2 (eq. 3);
 * encoder: KL(Q(z|C) || N(0, I)) weighted 1e-2;
 * MDN: the closest-component loss -log pi_m + ||z - mu_m||^2 / (2 sigma^2), sigma^2 = 0.1 (eq. 6),
-  the target z being the VAE encoder's mean for the photo's colour field.
+  the target z being the VAE encoder's mean for the photo's colour field (encoder in eval mode).
 
 The PCA basis (top 20 components of the training colour fields) and the ab histogram H are
 computed from the training data when a run starts (:meth:`DivColorRecipe.prepare`) and kept as
@@ -23,8 +23,8 @@ Differences from the paper, deliberate:
   conv7 (see ``networks/divcolor.py``); its weights are copied from ``feature_checkpoint`` at the
   start of a run and stored inside the divcolor checkpoint, so inference never needs that file;
 * the paper trains the VAE to convergence, then the MDN on its codes; here both train in the same
-  steps (the MDN's target is the current encoder's mean, detached). ``mdn_start_step`` delays the
-  MDN for a two-stage schedule;
+  steps (the MDN's target is the current encoder's mean). ``mdn_start_step`` delays the MDN for a
+  closer-to-two-stage schedule;
 * H: the paper uses Zhang et al.'s ImageNet histogram; here H is the normalised histogram of the
   training set's 64x64 ab fields in 10 x 10 Lab-unit bins, smoothed (sigma 5 units) and mixed
   with a uniform distribution (lambda 0.5) before inverting, as Zhang et al. do for their weights
@@ -295,9 +295,15 @@ class DivColorRecipe(Recipe):
         logs.update(kl=kl.item(), recon=(predicted.detach() - field).abs().mean().item())
         self.steps += 1
         if self.steps > config["mdn_start_step"]:
+            # the MDN's target is the photo's code as inference would see it: the encoder's mean in
+            # eval mode (no dropout), as the released code computes the codes in a test pass
+            encoder.eval()
+            with torch.no_grad(), self.autocast():
+                code = encoder(field)[0].float()
+            encoder.train()
             with self.autocast():
                 means, log_weights = generator.mixture(lightness)
-            mdn_loss = mdn_closest_component_loss(mean.detach(), means.float(), log_weights.float(), config["mdn_variance"])
+            mdn_loss = mdn_closest_component_loss(code, means.float(), log_weights.float(), config["mdn_variance"])
             self.optimize("mdn", mdn_loss)
             logs["mdn"] = mdn_loss.item()
         return logs

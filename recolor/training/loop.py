@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -378,7 +379,9 @@ class Trainer:
                 # keeps the Parameter objects, so the recipe's optimisers still own them
                 network = plain[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
             device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else None
-            wrapped[name] = DistributedNetwork(network, device_ids=device_ids)
+            # find_unused_parameters: some networks keep heads a step does not use (the AGE
+            # encoder's log-variance); the graph walk it costs is small next to the convolutions
+            wrapped[name] = DistributedNetwork(network, device_ids=device_ids, find_unused_parameters=True)
         hooks = [optimizer.register_step_pre_hook(self._average_direct_gradients) for optimizer in self.recipe.optimizers.values()]
         if self.recipe.scaler is not None:
             self.recipe.scaler = SyncedGradScaler("cuda")
@@ -447,6 +450,8 @@ class DistributedNetwork(DistributedDataParallel):
     def __init__(self, module: torch.nn.Module, **kwargs: Any) -> None:
         super().__init__(module, **kwargs)
         self.used_directly = False
+        # DDP warns once when a network turns out to use every parameter after all: expected here
+        warnings.filterwarnings("ignore", message="find_unused_parameters=True was specified in DDP constructor")
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not torch.is_grad_enabled() or not any(parameter.requires_grad for parameter in self.module.parameters()):

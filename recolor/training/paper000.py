@@ -329,8 +329,10 @@ class CWGANGPRecipe(Recipe):
             for group in optimizer.param_groups:
                 group["lr"] = lr
         z = torch.randn(target.shape[0], self.config["latent_dim"], device=target.device)
+        generator_turn = (self.batches_seen + 1) % int(self.config["n_critic"]) == 0
         with self.autocast():
-            fake = generator(lightness, z)
+            with torch.set_grad_enabled(generator_turn):  # keep the generator's graph only when it steps
+                fake = generator(lightness, z)
             real_score = critic(lightness, target).float().mean()
             fake_score = critic(lightness, fake.detach()).float().mean()
             penalty = gradient_penalty(lambda rgb: critic(lightness, rgb), target, fake)
@@ -339,7 +341,7 @@ class CWGANGPRecipe(Recipe):
         recon = pixel_loss(fake.detach(), target, "l1")
         losses = {"recon": recon.item(), "critic": critic_loss.item(), "wasserstein": (real_score - fake_score).item(), "gp": penalty.item()}
         self.batches_seen += 1
-        if self.batches_seen % int(self.config["n_critic"]) == 0:
+        if generator_turn:
             with self.frozen(critic), self.autocast():
                 adversarial = -critic(lightness, fake).float().mean()
             generator_loss = adversarial
