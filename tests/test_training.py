@@ -125,3 +125,26 @@ def test_init_from_a_checkpoint_of_another_model_is_refused(tmp_path, tiny_photo
     result = CliRunner().invoke(app, ["train", "--model", "resnet18", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "x"),
                                       "--init-from", str(tiny_pix2pix_checkpoint), "--max-steps", "1"])
     assert result.exit_code == 2 and "is for model 'pix2pix', not 'resnet18'" in result.output
+
+
+def test_swa_exports_the_mean_of_the_epoch_weights_with_fresh_batchnorm_statistics(tmp_path, tiny_photo_folder):
+    config = get_model_spec("pix2pix").config(TINY)
+    recipe = build_recipe("pix2pix", config, torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "swa", batch_size=8, workers=0, progress=False, precision="fp32"))
+    generator = recipe.generator
+    snapshots = []
+    for scale in (1.0, 3.0):
+        with torch.no_grad():
+            for parameter in generator.parameters():
+                parameter.fill_(scale)
+        snapshots.append({k: v.clone() for k, v in generator.state_dict().items()})
+        trainer.accumulate_swa()
+    trainer.apply_swa()
+    first_conv = generator.down[0][0].weight
+    assert torch.allclose(first_conv, torch.full_like(first_conv, 2.0))
+    norm = generator.down[1][2]
+    assert isinstance(norm, torch.nn.BatchNorm2d) and norm.momentum == 0.1
+    # the running statistics come from the data pass, not from the average of the snapshots
+    assert not torch.allclose(norm.running_var, (snapshots[0]["down.1.2.running_var"] + snapshots[1]["down.1.2.running_var"]) / 2)
+    assert norm.num_batches_tracked > 0
