@@ -257,21 +257,25 @@ def torchvision_classifier_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def load_classifier(spec: str, device: str | torch.device = "cpu", download: bool = True) -> Classifier:
-    """A :class:`Classifier` from ``NAME`` or ``NAME:PATH`` (see the module docstring)."""
+def load_classifier(spec: str, device: str | torch.device = "cpu", download: bool = True, option: str = "") -> Classifier:
+    """A :class:`Classifier` from ``NAME`` or ``NAME:PATH`` (see the module docstring).
+
+    ``option`` (e.g. ``"--classifier"``) is named in error messages that say what to pass.
+    """
     device = torch.device(device) if not isinstance(device, torch.device) else device
+    pass_ = f"pass {option} " if option else "pass "
     name, path = split_spec(spec)
     depth = cifar_depth(name)
     if depth is not None:
         if path is None:
-            raise ClassifierError(f"{name} needs its weights file: pass {name}:PATH (e.g. {name}:../shared/models/cifar10-resnet/resnet56-4bfd9763.th)")
+            raise ClassifierError(f"{name} needs its weights file: {pass_}{name}:PATH (e.g. {name}:../shared/models/cifar10-resnet/resnet56-4bfd9763.th)")
         try:
             network = CifarResNet(depth)
         except ValueError as exc:
             raise ClassifierError(str(exc)) from None
         _load_into(network, read_state_dict(path), path, f"the CIFAR ResNet-{depth}")
         return Classifier(name, network, 32, str(path), "CIFAR-10", list(CIFAR10_CLASSES), IMAGENET_MEAN, IMAGENET_STD, device)
-    return _load_torchvision(name, path, device, download)
+    return _load_torchvision(name, path, device, download, pass_)
 
 
 def _torchvision_builder(name: str):
@@ -293,21 +297,21 @@ def _input_size(weights_enum, name: str) -> int:
     return 224
 
 
-def _load_torchvision(name: str, path: Path | None, device: torch.device, download: bool) -> Classifier:
+def _load_torchvision(name: str, path: Path | None, device: torch.device, download: bool, pass_: str = "pass ") -> Classifier:
     weights_enum, build = _torchvision_builder(name)
     categories = list(weights_enum.DEFAULT.meta.get("categories") or [])
     # what torchvision's own builder sets when it loads pretrained Inception-v3 weights
     extra = {"transform_input": True, "init_weights": False} if name == "inception_v3" else {}
     if path is None:
         if not download:
-            raise ClassifierError(f"{name}: pass a local weights file as {name}:PATH")
+            raise ClassifierError(f"{name}: {pass_}{name}:PATH with a local weights file")
         try:
             state = weights_enum.DEFAULT.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # URLError, HTTPError, hash mismatch, ...: all mean "no weights"
             reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:120] or type(exc).__name__
             raise ClassifierError(
                 f"could not download torchvision's ImageNet weights for {name} ({reason}); offline, "
-                f"download {weights_enum.DEFAULT.url} elsewhere and pass {name}:PATH"
+                f"download {weights_enum.DEFAULT.url} elsewhere and {pass_}{name}:PATH"
             ) from None
         source = f"torchvision {weights_enum.DEFAULT}"
     else:

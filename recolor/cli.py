@@ -406,7 +406,7 @@ def list_models_command(as_json: Annotated[bool, typer.Option("--json")] = False
 @app.command()
 def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Folder of colour photos: the ground truth (class sub-folders give labels).")] = None,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable; default: every model with shipped weights).")] = None,
     predictions: Annotated[Optional[list[str]], typer.Option(help="Folder of colorized images matched to --data by relative path, or NAME=DIR (repeatable).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable). Default: the pixel metrics, plus those whose network you pass.")] = None,
     classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default resnet18.")] = None,

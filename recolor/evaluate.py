@@ -294,6 +294,14 @@ def load_contenders(settings: EvalSettings) -> list[Contender]:
     return contenders
 
 
+def shipped_models() -> list[str]:
+    """Names of the registered models whose weights ship with recolor (weights/<name>.safetensors)."""
+    from .inference import weights_dirs
+    from .registry import list_models
+
+    return [spec.name for spec in list_models() if any((d / f"{spec.name}.safetensors").is_file() for d in weights_dirs())]
+
+
 def row_name(model: str, spec_name: str) -> str:
     """The table's name for a --model: the name as given, or for a checkpoint its file (or run folder) name."""
     path = Path(model)
@@ -351,9 +359,14 @@ def _to_float(rgb_u8: torch.Tensor) -> torch.Tensor:
 
 # --- the evaluation --------------------------------------------------------------------------------
 
+def named_options(metrics: list[str] | None) -> set[str]:
+    """The metric options asked for by name (not through "all"): those fail loudly when they cannot run."""
+    return {_ALIASES.get(n, n) for n in (part.strip().lower().replace("_", "-") for raw in metrics or [] for part in raw.split(","))}
+
+
 def resolve_options(settings: EvalSettings, contenders: list[Contender]) -> list[str]:
     options = parse_metric_options(settings.metrics)
-    named = {_ALIASES.get(n, n) for n in (part.strip().lower().replace("_", "-") for raw in settings.metrics or [] for part in raw.split(","))}
+    named = named_options(settings.metrics)
     if options is None:
         options = list(PIXEL_OPTIONS)
         if any(c.sampler for c in contenders):
@@ -371,11 +384,11 @@ def resolve_options(settings: EvalSettings, contenders: list[Contender]) -> list
     return options
 
 
-def _load_network(spec: str, role: str, device: torch.device, hint: str):
+def _load_network(spec: str, role: str, device: torch.device, hint: str, option: str):
     from .classifiers import ClassifierError, load_classifier
 
     try:
-        return load_classifier(spec, device=device)
+        return load_classifier(spec, device=device, option=option)
     except ClassifierError as exc:
         raise EvaluationError(f"{role}: {exc.args[0]}{hint}") from None
 
@@ -388,7 +401,9 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     started = time.perf_counter()
     data = Path(settings.data)
     if not settings.models and not settings.predictions:
-        raise EvaluationError("nothing to evaluate: pass --model NAME_OR_CHECKPOINT (repeatable) or --predictions DIR of colorized images")
+        settings.models = shipped_models()  # the default: every model recolor ships weights for
+        if not settings.models:
+            raise EvaluationError("nothing to evaluate: no shipped weights found; pass --model NAME_OR_CHECKPOINT (repeatable) or --predictions DIR of colorized images")
     photos = find_photos(data, settings.limit, settings.seed)
     contenders = load_contenders(settings)
     options = resolve_options(settings, contenders)
@@ -403,8 +418,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     if size < 8:
         raise EvaluationError(f"--size {size}: too small (at least 8 pixels)")
     if "ssim" in options and size < 11:
-        if settings.metrics:
-            raise EvaluationError(f"SSIM needs photos of at least 11x11 pixels; evaluate at --size 11 or more, or leave out --metric ssim")
+        if "ssim" in named_options(settings.metrics):
+            raise EvaluationError("SSIM needs photos of at least 11x11 pixels; evaluate at --size 11 or more, or leave out --metric ssim")
         options.remove("ssim")
     try:
         device = resolve_device(settings.device)
@@ -416,13 +431,14 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     if CLASSIFIER_OPTIONS & set(options):
         spec = settings.classifier or "resnet18"
         classifier = _load_network(spec, "accuracy/CIM/Omega need a classifier", device,
-                                   "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)")
+                                   "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)", "--classifier")
     if BACKBONE_OPTIONS & set(options) and classifier is not None and settings.backbone and settings.backbone == settings.classifier:
         backbone = classifier  # one network for both: its forward pass serves accuracy/CIM and IS/FID alike
     elif BACKBONE_OPTIONS & set(options):
         spec = settings.backbone or "inception_v3"
         backbone = _load_network(spec, "IS/FID need a backbone", device,
-                                 "" if settings.backbone else "; any classifier also works offline, e.g. --backbone resnet56-cifar10:PATH (not comparable with published IS/FID)")
+                                 "" if settings.backbone else "; any classifier also works offline, e.g. --backbone resnet56-cifar10:PATH (not comparable with published IS/FID)",
+                                 "--backbone")
 
     # labels: sub-folder names when they name the classifier's classes, else its own prediction on the original
     label_source = None
@@ -735,7 +751,7 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], kinds: 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:12px 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.baseline td{color:#555}
+th{background:#f3f3f3}td.l,th.l{text-align:left}th small{color:#777;font-weight:normal}
 .samples td{text-align:center;vertical-align:top;font-size:12px}.samples img{image-rendering:pixelated;display:block;margin:auto}
 .charts img{margin:6px;border:1px solid #ddd}code{background:#f5f5f5;padding:1px 3px}
 """
@@ -755,7 +771,8 @@ def write_report(result: EvalResult, folder: Path) -> Path:
     parts.append(f"<p>{info['photos']} photos from <code>{esc(info['data'])}</code> at {info['size']}x{info['size']} px; "
                  f"{esc(info['date'])}; {info['seconds']} s on {esc(info['device'])}.</p>")
     # table
-    parts.append("<h2>Results</h2><table><tr><th class='l'>metric</th><th class='l'>better</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+    headers = "".join(f"<th>{esc(n)}" + ("<br><small>baseline</small>" if kinds[n] == "baseline" else "") + "</th>" for n in names)
+    parts.append(f"<h2>Results</h2><table><tr><th class='l'>metric</th><th class='l'>better</th>{headers}</tr>")
     for key, cells in zip(result.metrics, table_rows(result, with_std=True)):
         parts.append(f"<tr><td class='l' title='{esc(METRICS[key].description)}'>{esc(cells[0])}</td><td class='l'>{esc(cells[1])}</td>"
                      + "".join(f"<td>{esc(c)}</td>" for c in cells[2:]) + "</tr>")

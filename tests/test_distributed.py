@@ -111,3 +111,17 @@ def test_torchrun_runs_the_train_command(tmp_path, tiny_photo_folder):
     assert (out / "model.safetensors").is_file()
     # 12 images per rank per epoch at batch size 2: each rank ran 3 batches of its own half
     assert "img/s" in result.stderr
+
+
+def test_single_process_and_cpu_settings(tmp_path, tiny_photo_folder, monkeypatch):
+    from recolor.cli import distributed_context
+    from recolor.data import ColorPhotoDataset
+    from recolor.training.loop import TrainSettings, Trainer, build_recipe
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed_context("cpu") == {"rank": 0, "world_size": 1, "device": "cpu", "distributed": False}
+    spec = get_model_spec("pix2pix")
+    config = spec.config(TINY_PIX2PIX)
+    recipe = build_recipe("pix2pix", config, torch.device("cpu"))
+    with pytest.raises(ValueError, match="SyncBatchNorm"):
+        Trainer(recipe, ColorPhotoDataset(tiny_photo_folder, size=32), None, TrainSettings(out_dir=tmp_path, batch_size=2, sync_batchnorm=True, device="cpu"))

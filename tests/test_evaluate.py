@@ -135,10 +135,11 @@ def test_missing_requirements_exit_2_with_what_to_pass(tiny_photo_folder, tiny_c
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    monkeypatch.setattr("recolor.inference.weights_dirs", lambda: [])  # a checkout without shipped weights
     base = ["evaluate", "--data", str(tiny_photo_folder), "--model", str(tiny_checkpoint), "--size", "32", "--limit", "2", "-q"]
     cases = [
         (["evaluate", "--model", str(tiny_checkpoint)], "pass --data DIR"),
-        (["evaluate", "--data", str(tiny_photo_folder)], "nothing to evaluate: pass --model"),
+        (["evaluate", "--data", str(tiny_photo_folder)], "nothing to evaluate: no shipped weights found; pass --model"),
         (base + ["--metric", "cim"], "--classifier resnet18:PATH"),
         (base + ["--metric", "cim"], "--classifier resnet56-cifar10:PATH"),
         (base + ["--metric", "fid"], "--backbone resnet56-cifar10:PATH"),

@@ -39,7 +39,7 @@ def test_lightness_tables_match_the_float_conversion(photos):
     for pixels in (rgb, grey):
         expected = lightness_of(image_to_array(Image.fromarray(pixels)))
         tensor = torch.from_numpy(pixels.copy())
-        got = lightness_from_pixels(tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor[None])
+        got = lightness_from_pixels(tensor if tensor.ndim == 3 else tensor[..., None])
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
