@@ -185,6 +185,16 @@ class Pix2PixRecipe(Recipe):
         self.pretrain_steps = schedule.get("pretrain_steps", self.pretrain_steps)
 
 
+# The critic and optimisation settings of paper 002 section 5.2, shared by both of its generators.
+CGAN_TRAINING_DEFAULTS: Config = {
+    "ndf": 64,
+    "d_layers": 3,
+    "lr": 2e-4,
+    "betas": [0.5, 0.999],
+    "l1_lambda": 100.0,
+    "batch_size": 16,
+}
+
 PIX2PIX_DEFAULTS: Config = {
     "image_size": 256,
     "ngf": 64,
@@ -192,12 +202,7 @@ PIX2PIX_DEFAULTS: Config = {
     "dropout": 0.5,
     "dropout_layers": 3,
     "norm": "batch",
-    "ndf": 64,
-    "d_layers": 3,
-    "lr": 2e-4,
-    "betas": [0.5, 0.999],
-    "l1_lambda": 100.0,
-    "batch_size": 16,
+    **CGAN_TRAINING_DEFAULTS,
 }
 
 register_model(

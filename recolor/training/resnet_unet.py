@@ -24,7 +24,7 @@ import torch
 from ..networks.resnet_unet import ResNetUNetGenerator, load_encoder_weights
 from ..registry import Config, ModelSpec, register_model
 from .loop import unwrap
-from .pix2pix import GAN_DEFAULTS, Pix2PixRecipe
+from .pix2pix import CGAN_TRAINING_DEFAULTS, GAN_DEFAULTS, Pix2PixRecipe
 
 
 def build_resnet_unet(config: Config) -> ResNetUNetGenerator:
@@ -51,12 +51,7 @@ class ResNetUNetRecipe(Pix2PixRecipe):
 RESNET18_DEFAULTS: Config = {
     "image_size": 256,
     "encoder_weights": "imagenet",
-    "ndf": 64,
-    "d_layers": 3,
-    "lr": 2e-4,
-    "betas": [0.5, 0.999],
-    "l1_lambda": 100.0,
-    "batch_size": 16,
+    **CGAN_TRAINING_DEFAULTS,
     **GAN_DEFAULTS,  # the adversarial loss is a choice here too: --set gan=lsgan ...
 }
 
