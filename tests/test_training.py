@@ -148,3 +148,21 @@ def test_swa_exports_the_mean_of_the_epoch_weights_with_fresh_batchnorm_statisti
     # the running statistics come from the data pass, not from the average of the snapshots
     assert not torch.allclose(norm.running_var, (snapshots[0]["down.1.2.running_var"] + snapshots[1]["down.1.2.running_var"]) / 2)
     assert norm.num_batches_tracked > 0
+
+
+def test_a_diverging_run_stops_with_a_clear_error_before_saving_nan_weights(tmp_path, tiny_photo_folder):
+    import pytest
+
+    recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+    calls = []
+
+    def diverging_step(batch):
+        calls.append(1)
+        return {"recon": 0.5 if len(calls) < 3 else float("nan")}
+
+    recipe.train_step = diverging_step
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "nan", epochs=5, batch_size=8, workers=0, progress=False, save_every=1))
+    with pytest.raises(ValueError, match="training diverged at step 3"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "nan" / "last.safetensors").extra["trainer"]["step"] == 2

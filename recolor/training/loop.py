@@ -365,6 +365,12 @@ class Trainer:
                     data = lab_batch(batch["rgb"], self.device, settings.channels_last)
                     data["label"] = batch["label"].to(self.device)
                     losses = self.recipe.train_step(data)
+                    if not all(math.isfinite(value) for value in losses.values()):
+                        # stop before NaN weights reach a checkpoint; the last one on disk is still good
+                        raise ValueError(
+                            f"training diverged at step {self.step + 1} ({', '.join(f'{k} {v}' for k, v in losses.items())}); "
+                            f"the last good checkpoint is in {self.out_dir}: try --precision fp32 or a lower --lr, then --resume"
+                        )
                     self.step += 1
                     self.batch_in_epoch += 1
                     images_seen += data["L"].shape[0]
