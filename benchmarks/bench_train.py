@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) // 2)), help="DataLoader workers (the CLI's default)")
-    parser.add_argument("--quick", action="store_true", help="tiny widths and sizes, 1+2 steps")
+    parser.add_argument("--quick", action="store_true", help="tiny widths and sizes, 2+3 steps")
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -184,7 +184,7 @@ def main() -> None:
 
     names = args.models or ["pix2pix@128", "pix2pix@256"] + [spec.name for spec in list_models() if spec.name != "pix2pix"]
     if args.quick:
-        args.warmup, args.steps = 1, 2
+        args.warmup, args.steps = 2, 3
     half = "fp16" if torch.cuda.is_available() else "bf16"
     folder = training_data(args.data)
     print(f"machine: {machine()}\ndata: {folder}; {args.warmup} warm-up + {args.steps} timed steps; {args.workers} loader workers")

@@ -214,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault(model, {})[field] = json.loads(value)
         except json.JSONDecodeError:
             overrides.setdefault(model, {})[field] = value
-    for name, _ in models:
-        get_model_spec(name)  # fail early on a typo
-        study_config(name, overrides.get(name, {}))
+    for name, _ in models:  # fail early on a typo, before any extraction or training
+        try:
+            get_model_spec(name)
+            study_config(name, overrides.get(name, {}))
+        except KeyError as exc:
+            raise SystemExit(f"error: {exc.args[0]}") from None
 
     started = time.perf_counter()
     train_dir = extract_subset(archive, args.cache, "train", args.train_images)

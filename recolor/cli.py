@@ -73,7 +73,7 @@ def colorize(
     in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: CPU count, at most 8.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the cores on CPU, up to 8 on GPU.")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness."""

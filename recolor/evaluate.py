@@ -815,17 +815,31 @@ def write_report(result: EvalResult, folder: Path) -> Path:
 
 
 def print_table(result: EvalResult, console) -> None:
-    """The results as a rich table (metrics down, rows across) followed by the notes."""
+    """The results as rich tables (metrics down, rows across), as many as the width needs, then the notes."""
     from rich.table import Table
 
     info = result.info
-    table = Table(title=f"recolor evaluate: {info['photos']} photos of {info['data']} at {info['size']} px", title_justify="left")
-    table.add_column("metric")
-    table.add_column("better")
-    for row in result.rows:
-        table.add_column(row.name, justify="right", style="dim" if row.kind == "baseline" else None)
-    for cells in table_rows(result):
-        table.add_row(*cells)
-    console.print(table)
+    cells = table_rows(result)
+    label_width = max(len(c[0]) for c in cells) + max(len(c[1]) for c in cells) + 7 if cells else 20
+    value_widths = [max([len(row.name)] + [len(c[2 + i]) for c in cells]) + 3 for i, row in enumerate(result.rows)]
+    groups, current, used = [], [], label_width
+    for index, width in enumerate(value_widths):  # greedy: fill each table up to the console width
+        if current and used + width > console.width:
+            groups.append(current)
+            current, used = [], label_width
+        current.append(index)
+        used += width
+    groups.append(current)
+    for number, group in enumerate(groups):
+        title = f"recolor evaluate: {info['photos']} photos of {info['data']} at {info['size']} px"
+        table = Table(title=title if number == 0 else None, title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        table.add_column("better", no_wrap=True)
+        for index in group:
+            row = result.rows[index]
+            table.add_column(row.name, justify="right", no_wrap=True, style="dim" if row.kind == "baseline" else None)
+        for line in cells:
+            table.add_row(line[0], line[1], *[line[2 + index] for index in group])
+        console.print(table)
     for note in result.notes:
         console.print(f"- {note}", highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ from PIL import Image
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, image_to_array, lightness_of, mean_chroma, open_image, split_alpha,
+    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, image_to_array, lightness_of, open_image, split_alpha,
 )
 from .registry import ModelSpec, get_model_spec
 from .training.loop import resolve_device, resolve_precision
@@ -147,12 +147,30 @@ def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
 
 
 def _looks_colour(image: Image.Image) -> bool:
-    """:func:`recolor.imageio.is_colour`, but a big image is box-reduced first instead of copied whole."""
+    """:func:`recolor.imageio.is_colour`, for decoding threads: a big image is box-reduced first
+    instead of copied whole, and the chroma is computed by :func:`thumbnail_chroma`."""
     if image.mode != "RGB":
         return False
     factor = min(image.size) // 512
-    probe = image.reduce(factor) if factor > 1 else image
-    return mean_chroma(probe) > COLOUR_CHROMA_THRESHOLD
+    probe = image.reduce(factor) if factor > 1 else image.copy()
+    probe.thumbnail((128, 128))
+    return thumbnail_chroma(np.asarray(probe)) > COLOUR_CHROMA_THRESHOLD
+
+
+_LINEAR_OF_LEVEL = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy()
+_XYZ_OVER_WHITE = (np.array(_XYZ_FROM_RGB) / np.array(_D65_WHITE)[:, None]).T
+
+
+def thumbnail_chroma(rgb: np.ndarray) -> float:
+    """Mean Lab chroma of a small uint8 RGB array: :func:`recolor.imageio.mean_chroma`'s figure.
+
+    The same formulas in a handful of numpy calls: a decoding thread that issued mean_chroma's
+    thirty small torch calls would fight the model's thread for the GIL at every one of them.
+    """
+    t = _LINEAR_OF_LEVEL[rgb].reshape(-1, 3) @ _XYZ_OVER_WHITE
+    f = np.where(t > _EPSILON, np.cbrt(np.maximum(t, _EPSILON)), _KAPPA * t + 16.0 / 116.0)
+    a, b = 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])
+    return float(np.sqrt(a * a + b * b).mean()) if len(a) else 0.0
 
 
 class Colorizer:

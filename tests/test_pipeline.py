@@ -173,3 +173,13 @@ def test_cuda_pipeline_matches_the_cpu(tmp_path, photos, tiny_weights):
         results[device] = [np.asarray(Image.open(tmp_path / device / p.name)).astype(int) for i, p in enumerate(paths) if i != bad]
     for cpu, cuda in zip(results["cpu"], results["cuda"]):
         assert np.abs(cpu - cuda).max() <= 2
+
+
+def test_decoding_threads_judge_colour_as_imageio_does(photos):
+    from recolor.imageio import mean_chroma
+    from recolor.inference import thumbnail_chroma
+
+    for picture in (*photos.values(), np.repeat(photos["coffee"].mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)):
+        thumbnail = Image.fromarray(picture)
+        thumbnail.thumbnail((128, 128))
+        assert thumbnail_chroma(np.asarray(thumbnail)) == pytest.approx(mean_chroma(Image.fromarray(picture)), abs=1e-3)
