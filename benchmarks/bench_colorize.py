@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,9 +55,12 @@ def child(args: argparse.Namespace) -> None:
             raise RuntimeError(errors[0])
         return time.perf_counter() - started
 
-    run(1, "warm")
-    latency = statistics.median(run(1, f"lat{i}") for i in range(args.latency_runs))
-    seconds = run(args.copies, "thr")
+    try:
+        run(1, "warm")
+        latency = statistics.median(run(1, f"lat{i}") for i in range(args.latency_runs))
+        seconds = run(args.copies, "thr")
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
     record = {
         "photo": args.label, "precision": args.precision, "latency_s": round(latency, 3),
         "images_per_s": round(args.copies / seconds, 2), "rss_after_load_mb": round(baseline), "peak_rss_mb": round(peak_rss_mb()),
@@ -69,7 +73,10 @@ def child(args: argparse.Namespace) -> None:
 def child_cli(args: argparse.Namespace) -> None:
     out_dir = tempfile.mkdtemp(prefix="recolor-bench-cli-")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "recolor.cli", "colorize", args.photo, "-o", out_dir, "--model", args.model, "--device", args.device, "-q"], check=True)
+    try:
+        subprocess.run([sys.executable, "-m", "recolor.cli", "colorize", args.photo, "-o", out_dir, "--model", args.model, "--device", args.device, "-q"], check=True)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"photo": args.label, "cli_wall_s": round(time.perf_counter() - started, 1), "cli_peak_rss_mb": round(peak)}))
 

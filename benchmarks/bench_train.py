@@ -81,7 +81,8 @@ def time_trainer(model: str, overrides: dict, folder: Path, precision: str, warm
     spec = get_model_spec(model)
     config = spec.config(overrides)
     dataset = spec.recipe.dataset(folder, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(folder, size=config["image_size"])
-    settings = TrainSettings(out_dir=Path(tempfile.mkdtemp(prefix="recolor-bench-train-")), batch_size=config["batch_size"], workers=workers,
+    # nothing is written: the loop below never checkpoints
+    settings = TrainSettings(out_dir=Path(tempfile.gettempdir()) / "recolor-bench-train-run", batch_size=config["batch_size"], workers=workers,
                              precision=precision, progress=False)
     recipe = build_recipe(spec.name, config, resolve_device("auto"))
     trainer = Trainer(recipe, dataset, None, settings)

@@ -17,8 +17,9 @@ kernels release the GIL, so threads really do run side by side; a decoded photo 
 pickled through shared memory (a 24-megapixel photo is 72 MB); and one budget can bound the
 memory of every stage at once. The budget counts pixels from the moment a file is opened until
 its output is written, so a queue of big scans never multiplies memory: with the default of
-32 megapixels a 24-megapixel photo is in flight alone (about 1.1 GB peak for the CLI process,
-against 1.7 GB with two in flight), while hundreds of ordinary photos fit.
+32 megapixels a 24-megapixel photo is in flight alone (the CLI peaks at about 1.1 GB on one;
+with two in flight, four in a row took a process to 1.7 GB), while hundreds of ordinary photos
+fit.
 """
 from __future__ import annotations
 
