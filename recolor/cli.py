@@ -277,6 +277,7 @@ def train(
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps (and every epoch).")] = 500,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after N steps in all.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
+    decay_epochs: Annotated[int, typer.Option("--decay-epochs", min=0, help="Learning rates fall linearly to zero over the last N of --epochs (pix2pix's n_epochs_decay); 0: constant.")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
@@ -326,7 +327,7 @@ def train(
         try:
             settings = TrainSettings(
                 out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
-                precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, seed=seed, progress=not quiet,
+                precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, decay_epochs=decay_epochs, seed=seed, progress=not quiet,
                 export=export, init_from=None if resume else init_from, swa_from_epoch=swa_from_epoch, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
             )
             recipe = build_recipe(spec.name, config, resolve_device(settings.device))

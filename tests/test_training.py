@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from recolor.checkpoint import load_checkpoint
@@ -166,3 +167,37 @@ def test_a_diverging_run_stops_with_a_clear_error_before_saving_nan_weights(tmp_
     with pytest.raises(ValueError, match="training diverged at step 3"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "nan" / "last.safetensors").extra["trainer"]["step"] == 2
+
+
+def test_decay_epochs_lowers_learning_rates_linearly_to_zero_and_resume_continues_the_schedule(tmp_path, tiny_photo_folder):
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    used: list[list[float]] = []
+
+    def run(epochs, resume):
+        recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+
+        def recording_step(batch):
+            used.append([group["lr"] for optimizer in recipe.optimizers.values() for group in optimizer.param_groups])
+            return {"recon": 0.5}
+
+        recipe.train_step = recording_step
+        settings = TrainSettings(out_dir=tmp_path / "decay", epochs=epochs, decay_epochs=2, batch_size=8, workers=0, progress=False, save_every=1)
+        trainer = Trainer(recipe, data, None, settings)
+        trainer.fit(resume=resume)
+        return trainer.steps_per_epoch
+
+    # stop after 3 of 4 epochs (max_steps is not part of the schedule's total: use a second run of --epochs 4)
+    steps_per_epoch = run(epochs=3, resume=False)
+    assert steps_per_epoch >= 1
+    run(epochs=4, resume=True)  # same schedule as one 4-epoch run: the factor is a function of the step
+    total, decay = 4 * steps_per_epoch, 2 * steps_per_epoch
+    first_run = used[: 3 * steps_per_epoch]
+    # the first run had 3 epochs in all: constant for 1, then decaying over its last 2
+    expected_first = [2e-4 * min(1.0, (3 * steps_per_epoch - step) / decay) for step in range(3 * steps_per_epoch)]
+    assert [lrs[0] for lrs in first_run] == pytest.approx(expected_first)
+    resumed = used[3 * steps_per_epoch:]
+    assert len(resumed) == steps_per_epoch
+    expected_resumed = [2e-4 * (total - step) / decay for step in range(3 * steps_per_epoch, total)]
+    assert [lrs[0] for lrs in resumed] == pytest.approx(expected_resumed)
+    assert all(len(set(lrs)) == 1 for lrs in used)  # generator and critic decay together
+    assert resumed[-1][0] > 0 and resumed[-1][0] < 2e-4 / decay * 1.01

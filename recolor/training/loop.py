@@ -90,6 +90,7 @@ class TrainSettings:
     save_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
     log_every: int = 10
     max_steps: int | None = None
+    decay_epochs: int = 0  # pix2pix's n_epochs_decay: learning rates fall linearly to zero over the last N epochs
     swa_from_epoch: int | None = None  # average the generator's weights over epochs >= this (see Trainer.accumulate_swa)
     init_from: Path | None = None  # fine-tune: start from this checkpoint's networks
     max_minutes: float | None = None  # wall-clock budget: stop cleanly (checkpoint + export) after it
@@ -329,6 +330,25 @@ class Trainer:
         picture = (rows.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         save_image(self.out_dir / "samples" / f"epoch_{self.epoch:03d}.png", np.ascontiguousarray(picture))
 
+    def learning_rate_factor(self, total_steps: int) -> float:
+        """1 until the last ``decay_epochs`` epochs, then linearly down towards 0 (pix2pix's schedule)."""
+        decay_steps = self.settings.decay_epochs * self.steps_per_epoch
+        if decay_steps <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (total_steps - self.step) / decay_steps))
+
+    def current_learning_rate(self) -> float:
+        """The first optimiser's learning rate at the last step (for the log)."""
+        optimizer = next(iter(self.recipe.optimizers.values()), None)
+        return float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
+
+    def set_learning_rates(self, total_steps: int) -> None:
+        # a pure function of the step, so a resumed run continues the same schedule
+        factor = self.learning_rate_factor(total_steps)
+        for optimizer in self.recipe.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
     # --- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, float]:
         settings = self.settings
@@ -346,6 +366,9 @@ class Trainer:
         total_steps = settings.epochs * self.steps_per_epoch
         if settings.max_steps is not None:
             total_steps = min(total_steps, settings.max_steps)
+        for optimizer in self.recipe.optimizers.values():
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])  # stored with the optimiser state, so resume keeps it
         last_val: dict[str, float] = {}
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn()]
         started = time.perf_counter()
@@ -364,6 +387,7 @@ class Trainer:
                 for batch in self.loader:
                     data = lab_batch(batch["rgb"], self.device, settings.channels_last)
                     data["label"] = batch["label"].to(self.device)
+                    self.set_learning_rates(total_steps)
                     losses = self.recipe.train_step(data)
                     if not all(math.isfinite(value) for value in losses.values()):
                         # stop before NaN weights reach a checkpoint; the last one on disk is still good
@@ -376,7 +400,7 @@ class Trainer:
                     images_seen += data["L"].shape[0]
                     progress.update(task, completed=self.step, losses="  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
                     if self.step % settings.log_every == 0 or self.step == 1:
-                        self.log({"step": self.step, "epoch": self.epoch, **losses})
+                        self.log({"step": self.step, "epoch": self.epoch, **losses, "lr": self.current_learning_rate()})
                     if self.step % settings.save_every == 0:
                         self.save()
                     if self.step >= total_steps or out_of_time():
