@@ -77,15 +77,17 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
-            with Image.open(path) as image:
+            # our own handle: Pillow then leaves the decoded pixels alive when the file closes, so
+            # the image is oriented in place instead of copied (72 MB saved on a 24 MP scan)
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
                 if image.width * image.height > max_pixels:
                     raise Image.DecompressionBombError("too many pixels")
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
-                if oriented is image:
-                    oriented = image.copy()
-                oriented.info.setdefault("icc_profile", image.info.get("icc_profile"))
-                return oriented
+            icc_profile = image.info.get("icc_profile")
+            ImageOps.exif_transpose(image, in_place=True)
+            image.info.setdefault("icc_profile", icc_profile)
+            return image
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
