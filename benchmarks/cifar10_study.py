@@ -226,14 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     test_dir = extract_subset(archive, args.cache, "test", args.test_images)
     print(f"data: {train_dir} ({args.train_images}), {test_dir} ({args.test_images}); models: {', '.join(f'{n}:{s}' for n, s in models)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    trained = {}
+    trained, failed = {}, {}
     for name, steps in models:
         if args.eval_only:
             weights = args.out / name / "model.safetensors"
             if weights.is_file():
                 trained[name] = {"steps": json.loads((args.out / name / "trainer_state.json").read_text()).get("step"), "weights": str(weights)}
             continue
-        trained[name] = train_model(name, steps, train_dir, args.out, overrides.get(name, {}), args)
+        try:
+            trained[name] = train_model(name, steps, train_dir, args.out, overrides.get(name, {}), args)
+        except ValueError as exc:  # a diverged model (NaN loss) loses its row, not the whole study
+            print(f"{name}: {exc}", flush=True)
+            failed[name] = str(exc)
 
     spec = f"resnet56-cifar10:{classifier}"
     evaluation_started = time.perf_counter()
@@ -247,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     real_vs_grey = f"ResNet-56 accuracy: {real['accuracy']:.4f} on the real test images, {grey['accuracy']:.4f} on their greyscale copies."
     print_table(result, Console())
     print(real_vs_grey)
-    atomic_write_bytes(args.out / "table.md", markdown_table(result, trained, real_vs_grey).encode())
+    table = markdown_table(result, trained, real_vs_grey) + "".join(f"- {name}: not scored: {why}\n" for name, why in failed.items())
+    atomic_write_bytes(args.out / "table.md", table.encode())
     write_json(result, args.out / "results.json")
     write_report(result, args.out / "report")
-    timing = {"training": {n: {k: v for k, v in info.items() if k != "config"} for n, info in trained.items()},
+    timing = {"training": {n: {k: v for k, v in info.items() if k != "config"} for n, info in trained.items()}, "diverged": failed,
               "evaluation_seconds": round(evaluation_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)}
     atomic_write_bytes(args.out / "timing.json", (json.dumps(timing, indent=1) + "\n").encode())
     print(f"wrote {args.out / 'table.md'}, results.json, timing.json and report/index.html in {timing['total_seconds']:.0f} s")
