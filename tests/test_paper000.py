@@ -262,3 +262,18 @@ def test_bad_loss_name_is_a_clear_error(tiny_photo_folder, tmp_path):
                                       "--max-steps", "1", "--workers", "0", "--set", "loss=l3"])
     assert result.exit_code == 2
     assert "loss must be 'l1' or 'l2'" in result.output
+
+
+def test_cvae_encoder_log_variance_is_softly_bounded():
+    from recolor.networks.paper000 import LOGVAR_BOUND
+
+    encoder = VAEEncoder().eval()
+    colour = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        encoder.logvar.bias.zero_()
+        encoder.logvar.weight.zero_()
+        assert encoder(colour)[1].abs().max() == 0  # identity near 0: small values pass unchanged
+        encoder.logvar.bias.copy_(torch.linspace(-1000, 1000, encoder.logvar.bias.numel()))
+        logvar = encoder(colour)[1]
+    assert logvar.abs().max() <= LOGVAR_BOUND and logvar.max() > 0.99 * LOGVAR_BOUND and logvar.min() < -0.99 * LOGVAR_BOUND
+    assert torch.isfinite(kl_divergence_normal(torch.zeros_like(logvar), logvar))

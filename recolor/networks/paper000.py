@@ -124,6 +124,9 @@ def feature_size(image_size: int) -> int:
     return image_size // 8
 
 
+LOGVAR_BOUND = 10.0
+
+
 class VAEEncoder(nn.Module):
     """Table 2: colour image (B, 3, s, s) in [-1, 1] -> (mu, logvar), each (B, latent_dim).
 
@@ -142,7 +145,12 @@ class VAEEncoder(nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(rgb).flatten(1)
-        return self.mu(h), self.logvar(h)
+        # DIFFERENCE FROM THE PAPER: the log-variance is softly bounded to (-LOGVAR_BOUND, LOGVAR_BOUND)
+        # (identity near 0). Unbounded, the linear head over the 16k-wide features jumped to
+        # log-variances of -48 and +11 at the paper's Adam lr 1e-3 (KL of 10^4-10^5 per image, then
+        # NaN); sigma in [e^-5, e^5] is far wider than any posterior a trained CVAE uses.
+        logvar = LOGVAR_BOUND * torch.tanh(self.logvar(h) / LOGVAR_BOUND)
+        return self.mu(h), logvar
 
 
 class ConditionalBranch(nn.Module):
