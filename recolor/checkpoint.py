@@ -26,6 +26,7 @@ from safetensors.torch import save
 from .imageio import atomic_write_bytes
 
 FORMAT_VERSION = "1"
+EMA_PREFIX = "ema"  # training checkpoints keep the moving average of the generator under this prefix (--ema)
 _KEY_MODEL, _KEY_CONFIG, _KEY_FORMAT, _KEY_KIND, _KEY_EXTRA = (
     "recolor.model", "recolor.config", "recolor.format", "recolor.kind", "recolor.extra",
 )
@@ -95,7 +96,10 @@ class Checkpoint:
         return {key[len(start):]: value for key, value in self.tensors.items() if key.startswith(start)}
 
     def generator_state(self) -> dict[str, torch.Tensor]:
-        return self.sub_state("generator") if self.kind == "training" else self.tensors
+        """The generator to colorize with: of a training checkpoint, its moving average when it has one."""
+        if self.kind != "training":
+            return self.tensors
+        return self.sub_state(EMA_PREFIX) or self.sub_state("generator")
 
 
 def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

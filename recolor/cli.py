@@ -281,6 +281,7 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
+    ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Validate and export the exponential moving average of the generator's weights with this decay (e.g. 0.999); 0: off.")] = 0.0,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune: start from this checkpoint (a run's last.safetensors or exported weights; its architecture config is used).")] = None,
     export: Annotated[Optional[Path], typer.Option(help="Also write the fp16 inference weights here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -328,7 +329,7 @@ def train(
             settings = TrainSettings(
                 out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
                 precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, decay_epochs=decay_epochs, seed=seed, progress=not quiet,
-                export=export, init_from=None if resume else init_from, swa_from_epoch=swa_from_epoch, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
+                export=export, init_from=None if resume else init_from, swa_from_epoch=swa_from_epoch, ema_decay=ema, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
             )
             recipe = build_recipe(spec.name, config, resolve_device(settings.device))
             trainer = Trainer(recipe, train_data, val_data, settings, console=err)

@@ -201,3 +201,50 @@ def test_decay_epochs_lowers_learning_rates_linearly_to_zero_and_resume_continue
     assert [lrs[0] for lrs in resumed] == pytest.approx(expected_resumed)
     assert all(len(set(lrs)) == 1 for lrs in used)  # generator and critic decay together
     assert resumed[-1][0] > 0 and resumed[-1][0] < 2e-4 / decay * 1.01
+
+
+def test_ema_validates_exports_and_resumes_the_moving_average_of_the_generator(tmp_path, tiny_photo_folder):
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    values: list[float] = []  # the value every generator weight is set to at each step, over both runs
+    initial = {}
+
+    def run(epochs, resume):
+        recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+        if not initial:
+            initial["conv"] = recipe.generator.down[0][0].weight.detach().clone()
+
+        def constant_step(batch):
+            values.append(float(len(values) + 1))
+            with torch.no_grad():
+                for parameter in recipe.generator.parameters():
+                    parameter.fill_(values[-1])
+            return {"recon": 0.5}
+
+        recipe.train_step = constant_step
+        settings = TrainSettings(out_dir=tmp_path / "ema", epochs=epochs, batch_size=8, workers=0, progress=False, save_every=1,
+                                 precision="fp32", ema_decay=0.5)
+        Trainer(recipe, data, ColorPhotoDataset(tiny_photo_folder, size=32, train=False), settings).fit(resume=resume)
+
+    run(epochs=1, resume=False)
+    run(epochs=2, resume=True)  # the average goes on from the checkpoint, not from the resumed weights
+    assert len(values) >= 2
+    expected = initial["conv"]
+    for value in values:
+        expected = 0.5 * expected + 0.5 * value
+    assert not torch.allclose(expected, torch.full_like(expected, values[-1]))
+    exported = load_checkpoint(tmp_path / "ema" / "model.safetensors")
+    assert exported.extra["ema_decay"] == 0.5
+    assert torch.allclose(exported.tensors["down.0.0.weight"].float(), expected, rtol=1e-3, atol=1e-3)
+    last = load_checkpoint(tmp_path / "ema" / "last.safetensors")
+    assert torch.allclose(last.sub_state("generator")["down.0.0.weight"], torch.full_like(expected, values[-1]))
+    assert torch.allclose(last.generator_state()["down.0.0.weight"], expected)  # colorizing with a run's checkpoint uses the average
+    # best.safetensors (kept on validation) holds an average too, never the raw weights
+    best = load_checkpoint(tmp_path / "ema" / "best.safetensors").tensors["down.0.0.weight"].float()
+    assert not torch.allclose(best, best.flatten()[0].expand_as(best))
+
+
+def test_ema_and_swa_together_are_refused(tmp_path, tiny_photo_folder):
+    recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "x", batch_size=8, workers=0, ema_decay=0.9, swa_from_epoch=1))

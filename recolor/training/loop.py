@@ -22,6 +22,7 @@ batch, as in a one-process run with that batch size) unless ``sync_batchnorm`` (
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
+from ..checkpoint import EMA_PREFIX, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..data import make_loader
 from ..imageio import atomic_write_bytes, save_image
@@ -92,6 +93,7 @@ class TrainSettings:
     max_steps: int | None = None
     decay_epochs: int = 0  # pix2pix's n_epochs_decay: learning rates fall linearly to zero over the last N epochs
     swa_from_epoch: int | None = None  # average the generator's weights over epochs >= this (see Trainer.accumulate_swa)
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the generator (see Trainer.update_ema)
     init_from: Path | None = None  # fine-tune: start from this checkpoint's networks
     max_minutes: float | None = None  # wall-clock budget: stop cleanly (checkpoint + export) after it
     seed: int = 0
@@ -167,6 +169,11 @@ class Trainer:
         self._fixed_val: torch.Tensor | None = None
         self.swa_state: dict[str, torch.Tensor] | None = None
         self.swa_count = 0
+        if not 0.0 <= settings.ema_decay < 1.0:
+            raise ValueError(f"ema decay {settings.ema_decay}: must be in [0, 1), e.g. 0.999")
+        if settings.ema_decay and settings.swa_from_epoch is not None:
+            raise ValueError("weight averaging: use the EMA (--ema) or SWA (--swa-from-epoch), not both")
+        self.ema: torch.nn.Module | None = None  # the averaged generator, made by fit() once the weights are set
         self.distributed = settings.world_size > 1
         if settings.sync_batchnorm and self.device.type != "cuda":
             raise ValueError("sync_batchnorm needs CUDA: torch's SyncBatchNorm runs on GPUs only")
@@ -183,6 +190,8 @@ class Trainer:
         for name, network in self.recipe.networks.items():
             for key, value in unwrap(network).state_dict().items():
                 tensors[f"{name}.{key}"] = value
+        if self.ema is not None:
+            tensors.update({f"{EMA_PREFIX}.{key}": value for key, value in self.ema.state_dict().items()})
         # optimiser first, weights second: the weights file is the commit point, and both carry the step
         save_optimizer_states(self.out_dir / OPTIMIZER_NAME, {name: opt.state_dict() for name, opt in self.recipe.optimizers.items()})
         extra = {"trainer": self.trainer_state(), **self.recipe.extra_metadata()}
@@ -199,6 +208,9 @@ class Trainer:
             raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
         for name, network in self.recipe.networks.items():
             unwrap(network).load_state_dict(checkpoint.sub_state(name))
+        if self.settings.ema_decay:
+            # a run that had no EMA yet starts it from the resumed generator
+            self.start_ema(checkpoint.sub_state(EMA_PREFIX) or None)
         states = load_optimizer_states(self.out_dir / OPTIMIZER_NAME)
         for name, optimizer in self.recipe.optimizers.items():
             optimizer.load_state_dict(states[name])
@@ -206,6 +218,42 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.recipe.load_extra_metadata(checkpoint.extra)
         return True
+
+    # --- exponential moving average of the generator ---------------------------------------
+    # GAN generators wander from step to step (validation ab-L1 swung by +-0.01 between epochs
+    # of the shipped runs); the EMA of their weights is a standard remedy (Yazici et al. 2019,
+    # "The unusual effectiveness of averaging in GAN training"). BatchNorm statistics are
+    # averaged with the weights (as timm's ModelEmaV2), so none need recomputing. Not in the
+    # papers: opt-in with --ema.
+    def start_ema(self, state: dict[str, torch.Tensor] | None = None) -> None:
+        generator = unwrap(self.recipe.generator)
+        self.ema = copy.deepcopy(generator).requires_grad_(False)
+        if state is not None:
+            reference = self.ema.state_dict()
+            self.ema.load_state_dict({key: value.to(reference[key].dtype) for key, value in state.items()})
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        weight = 1.0 - self.settings.ema_decay
+        current = unwrap(self.recipe.generator).state_dict()
+        for key, average in self.ema.state_dict().items():
+            if average.is_floating_point():
+                average.lerp_(current[key].to(average.dtype), weight)
+            else:
+                average.copy_(current[key])  # BatchNorm's batch counter
+
+    @contextlib.contextmanager
+    def averaged_generator(self) -> Iterator[None]:
+        """Validation, samples and export see the EMA generator while this is open (when there is one)."""
+        if self.ema is None:
+            yield
+            return
+        trained = self.recipe.networks["generator"]
+        self.recipe.networks["generator"] = self.ema
+        try:
+            yield
+        finally:
+            self.recipe.networks["generator"] = trained
 
     # --- stochastic weight averaging (Izmailov et al. 2018) ------------------------------
     # GAN generators wander from epoch to epoch; the running mean of their weights at a low,
@@ -279,6 +327,8 @@ class Trainer:
         """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
         state = unwrap(self.recipe.generator).state_dict()
         extra = {"trained_steps": self.step, **self.recipe.extra_metadata(), **(extra or {})}
+        if self.ema is not None:
+            extra["ema_decay"] = self.settings.ema_decay
         return save_checkpoint(path, state, self.recipe.spec.name, self.recipe.config, kind="weights", extra=extra, dtype=torch.float16)
 
     # --- logging, samples, validation ----------------------------------------------------
@@ -361,6 +411,8 @@ class Trainer:
             self.recipe.prepare(self.train_data)
             if settings.init_from is not None:
                 self.initialize_from(settings.init_from)
+            if settings.ema_decay:
+                self.start_ema()
         elif self.is_main:
             self.console.print(f"resumed {self.recipe.spec.name} at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
         total_steps = settings.epochs * self.steps_per_epoch
@@ -397,6 +449,8 @@ class Trainer:
                         )
                     self.step += 1
                     self.batch_in_epoch += 1
+                    if self.ema is not None:
+                        self.update_ema()
                     images_seen += data["L"].shape[0]
                     progress.update(task, completed=self.step, losses="  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
                     if self.step % settings.log_every == 0 or self.step == 1:
@@ -411,7 +465,7 @@ class Trainer:
                     self.batch_in_epoch = 0
                     if settings.swa_from_epoch is not None and self.epoch >= settings.swa_from_epoch:
                         self.accumulate_swa()
-                with self.plain_networks():  # rank 0 alone: no collective may run in here
+                with self.plain_networks(), self.averaged_generator():  # rank 0 alone: no collective may run in here
                     last_val = self.validate() if self.is_main else {}
                     if last_val:
                         self.log({"step": self.step, "epoch": self.epoch, **last_val})
@@ -429,7 +483,8 @@ class Trainer:
                 self.log({"step": self.step, "epoch": self.epoch, "swa_epochs": self.swa_count, **last_val})
                 if last_val:
                     self.console.print(f"weight average of {self.swa_count} epochs: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-            self.export(export_path, extra={"swa_epochs": self.swa_count} if self.swa_count else None)
+            with self.averaged_generator():
+                self.export(export_path, extra={"swa_epochs": self.swa_count} if self.swa_count else None)
             images_per_second = images_seen * settings.world_size / max(elapsed, 1e-9)  # every rank saw as many
             self.console.print(f"done: {self.step} steps, {images_per_second:.1f} img/s; weights in {export_path}")
         return {"steps": self.step, "seconds": elapsed, **last_val}
