@@ -53,10 +53,28 @@ def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None, in_place: bool) -> Path:
-    if in_place:
-        return source
-    target = out_dir / relative
-    return target.with_suffix(suffix) if suffix else target
+    """Where the colorization of ``source`` goes; raises ValueError (one line, naming the file) when nowhere.
+
+    The output keeps the input's format unless ``--format`` names one. An input that Pillow
+    reads but cannot write in its own format (PSD, PCX, PGM scans...) is written as PNG; an
+    input that is not an image at all is reported as such (not as an unwritable extension).
+    """
+    from .imageio import ImageReadError, output_format, probe_image
+
+    target = source if in_place else out_dir / relative
+    if suffix and not in_place:
+        target = target.with_suffix(suffix)
+    try:
+        output_format(target)
+        return target
+    except ValueError as unwritable:
+        try:
+            probe_image(source)
+        except ImageReadError as exc:
+            raise ValueError(str(exc)) from None
+        if suffix or in_place:
+            raise ValueError(f"{source}: {unwritable}") from None
+        return target.with_suffix(".png")
 
 
 @app.command()
@@ -117,13 +135,12 @@ def colorize(
 
     todo = []
     for source, relative in files:
-        target = plan_output(source, relative, out_dir, suffix, in_place)
-        record = {"input": str(source), "output": str(target), "status": "ok"}
         try:
-            output_format(target)
+            target = plan_output(source, relative, out_dir, suffix, in_place)
         except ValueError as exc:
-            emit(record | {"status": "error", "error": f"{source}: {exc}"})
+            emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
             continue
+        record = {"input": str(source), "output": str(target), "status": "ok"}
         if target.resolve() == source.resolve() and not in_place:
             emit(record | {"status": "error", "error": f"{source}: output would overwrite the input (use another --output or --in-place)"})
         elif target.resolve() in claimed:
@@ -197,15 +214,15 @@ def sample_diverse(
     claimed: set[Path] = set()
     todo = []
     for source, relative in files:
-        paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
+        try:
+            paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
+        except ValueError as exc:
+            records.append({"input": str(source), "outputs": [], "sheet": None, "status": "error", "error": str(exc)})
+            continue
         record = {"input": str(source), "outputs": [str(p) for p in paths], "sheet": str(sheet), "status": "ok"}
         resolved = {p.resolve() for p in (*paths, sheet)}
-        try:
-            output_format(paths[0])
-            problem = "an output would overwrite the input" if source.resolve() in resolved else None
-            problem = problem or ("another input has the same outputs" if resolved & claimed else None)
-        except ValueError as exc:
-            problem = str(exc)
+        problem = "an output would overwrite the input" if source.resolve() in resolved else None
+        problem = problem or ("another input has the same outputs" if resolved & claimed else None)
         if problem:
             records.append(record | {"status": "error", "error": f"{source}: {problem}"})
         elif not overwrite and any(p.exists() for p in resolved):

@@ -62,9 +62,7 @@ def _describe(path: Path | str | None) -> str:
     return str(path) if path is not None else "<image>"
 
 
-def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image with EXIF orientation applied, or raise ImageReadError."""
-    path = Path(path)
+def _check_regular_file(path: Path) -> None:
     name = _describe(path)
     if not path.exists():
         raise ImageReadError(f"{name}: no such file")
@@ -72,6 +70,35 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise ImageReadError(f"{name}: not a regular file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{name}: empty file")
+
+
+def probe_image(path: str | Path) -> None:
+    """Raise ImageReadError unless Pillow recognises the file as an image (header only, nothing decoded).
+
+    Cheap enough to run on every input of a batch before planning its output; a file that
+    passes can still turn out corrupt when decoded, which ``open_image`` reports.
+    """
+    path = Path(path)
+    _check_regular_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                pass
+    except Image.DecompressionBombError:
+        return  # an image after all; open_image gives the size error when it is decoded
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{_describe(path)}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{_describe(path)}: corrupt or truncated image ({reason})") from None
+
+
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image with EXIF orientation applied, or raise ImageReadError."""
+    path = Path(path)
+    name = _describe(path)
+    _check_regular_file(path)
     previous_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():

@@ -41,11 +41,24 @@ def test_folder_with_bad_files_colorizes_the_good_ones_and_exits_non_zero(tmp_pa
     assert records["coffee.jpg"]["status"] == "ok" and records["chelsea.png"]["status"] == "ok"
     assert records["chelsea.png"]["was_colour"] is True
     assert records["broken.jpg"]["status"] == "error" and "broken.jpg" in records["broken.jpg"]["error"]
-    assert records["notes.txt"]["status"] == "error" and "notes.txt" in records["notes.txt"]["error"]
+    assert records["notes.txt"]["status"] == "error" and "notes.txt: not an image file" in records["notes.txt"]["error"]
     assert (out / "coffee.jpg").is_file() and (out / "sub" / "chelsea.png").is_file()
     assert Image.open(out / "coffee.jpg").size == Image.open(folder / "coffee.jpg").size
     assert "already in colour" in result.output
     assert "2 colorized, 0 skipped, 2 failed" in result.output
+
+
+def test_an_input_format_pillow_cannot_write_comes_out_as_png(tmp_path, photos, tiny_pix2pix_checkpoint):
+    Image.fromarray(photos["coffee"][:64, :96]).convert("L").save(tmp_path / "scan.pcx")
+    out = tmp_path / "out"
+    result = colorize(tmp_path / "scan.pcx", "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["output"] == str((out / "scan.png").resolve())
+    with Image.open(out / "scan.png") as image:
+        assert image.size == (96, 64) and image.mode == "RGB"
+    # asked for explicitly, an unwritable format is still refused, once, as a usage error
+    refused = colorize(tmp_path / "scan.pcx", "-o", out, "--model", tiny_pix2pix_checkpoint, "-q", "--format", "pcx")
+    assert refused.exit_code == 2 and "unsupported output extension '.pcx'" in refused.output
 
 
 def test_existing_outputs_are_skipped_unless_overwrite_and_inputs_never_replaced(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):

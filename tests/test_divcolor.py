@@ -303,6 +303,10 @@ def test_cli_dropout_baseline_and_errors(tmp_path, tiny_divcolor, photo_path, ti
     # a missing file among good ones: the good one is written, exit code 1
     mixed = sample_diverse(tmp_path / "missing.png", photo_path, "-k", 2, "--model", model, "-o", tmp_path / "mixed", "-q")
     assert mixed.exit_code == 1 and (tmp_path / "mixed" / "coffee_2.png").is_file()
+    # a text file is named as what it is, not as an unwritable output extension
+    (tmp_path / "notes.txt").write_text("not an image")
+    text = sample_diverse(tmp_path / "notes.txt", "-k", 2, "--model", model, "-o", tmp_path / "text", "-q")
+    assert text.exit_code == 1 and "notes.txt: not an image file" in text.output and "extension" not in text.output
 
 
 def test_colorize_runs_divcolor_as_a_single_colorization(tmp_path, tiny_divcolor, photo_path):
