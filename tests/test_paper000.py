@@ -215,17 +215,33 @@ def test_cwgan_gp_critic_learns_and_generator_steps_every_fifth_batch(batch):
     assert history[-1]["critic"] < history[0]["critic"] - 1.0
 
 
-def test_cwgan_learning_rate_decays_linearly_and_survives_resume(tiny_photo_folder, batch):
-    recipe = make_recipe("cwgan-gp-l1", {**TINY["wgan"], "batch_size": 4, "lr_decay_epochs": 2})
-    recipe.prepare(ColorPhotoDataset(tiny_photo_folder, size=64))  # 24 photos / 4 = 6 batches an epoch
-    recipe.batches_seen = 3
-    recipe.train_step(first_images(batch, 2))
-    assert recipe.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 3 / 12))
-    resumed = make_recipe("cwgan-gp-l1", {**TINY["wgan"], "batch_size": 4, "lr_decay_epochs": 2})
-    resumed.load_extra_metadata(recipe.extra_metadata())
-    assert resumed.learning_rate() == pytest.approx(1e-3 * (1 - 4 / 12))
-    resumed.batches_seen = 50
-    assert resumed.learning_rate() == 0.0
+def test_cwgan_learning_rate_decays_linearly_from_the_first_step_through_the_trainer(tmp_path, tiny_photo_folder):
+    from recolor.training.loop import Trainer, TrainSettings
+
+    data = ColorPhotoDataset(tiny_photo_folder, size=64)  # 24 photos / 4 = 6 batches an epoch
+    used = []
+
+    def run(epochs, resume, decay_epochs=0, out="wgan"):
+        recipe = make_recipe("cwgan-gp-l1", {**TINY["wgan"], "batch_size": 4, "lr_decay_epochs": 2})
+
+        def recording_step(batch):
+            used.append(recipe.optimizers["generator"].param_groups[0]["lr"])
+            return {"recon": 0.5}
+
+        recipe.train_step = recording_step
+        settings = TrainSettings(out_dir=tmp_path / out, epochs=epochs, batch_size=4, workers=0, progress=False,
+                                 save_every=1, decay_epochs=decay_epochs)
+        Trainer(recipe, data, None, settings).fit(resume=resume)
+
+    # paper 000: from 1e-3 at the first step down to 0 after lr_decay_epochs = 2 epochs (12 batches),
+    # whatever --epochs is; a resumed run goes on with the same schedule
+    run(epochs=1, resume=False)
+    run(epochs=3, resume=True)
+    assert used == pytest.approx([1e-3 * max(0.0, 1 - step / 12) for step in range(18)])
+    # --decay-epochs replaces the recipe's schedule: constant, then down over the last epoch
+    used.clear()
+    run(epochs=2, resume=False, decay_epochs=1, out="pix2pix_schedule")
+    assert used == pytest.approx([1e-3 * min(1.0, (12 - step) / 6) for step in range(12)])
 
 
 def test_age_parameter_readings(batch):

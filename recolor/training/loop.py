@@ -381,11 +381,21 @@ class Trainer:
         save_image(self.out_dir / "samples" / f"epoch_{self.epoch:03d}.png", np.ascontiguousarray(picture))
 
     def learning_rate_factor(self, total_steps: int) -> float:
-        """1 until the last ``decay_epochs`` epochs, then linearly down towards 0 (pix2pix's schedule)."""
-        decay_steps = self.settings.decay_epochs * self.steps_per_epoch
+        """The one learning-rate schedule of every recipe: constant, then a linear fall to 0.
+
+        ``--decay-epochs N`` (pix2pix's schedule): the fall spans the last N epochs of the run.
+        Otherwise a recipe's config may set ``lr_decay_epochs`` (paper 000 section 5.1: the
+        fall starts at the first step and reaches 0 after that many epochs, however long the
+        run). A pure function of the step, so a resumed run continues the same schedule.
+        """
+        if self.settings.decay_epochs > 0:
+            decay_steps, end_step = self.settings.decay_epochs * self.steps_per_epoch, total_steps
+        else:
+            decay_steps = float(self.recipe.config.get("lr_decay_epochs", 0)) * self.steps_per_epoch
+            end_step = decay_steps
         if decay_steps <= 0:
             return 1.0
-        return min(1.0, max(0.0, (total_steps - self.step) / decay_steps))
+        return min(1.0, max(0.0, (end_step - self.step) / decay_steps))
 
     def current_learning_rate(self) -> float:
         """The first optimiser's learning rate at the last step (for the log)."""

@@ -294,9 +294,8 @@ class CWGANGPRecipe(Recipe):
     critic:    D(L, fake) - D(L, real) + 10 * GP          (every batch)
     generator: -D(L, G(L, z)) [+ l1_weight * L1(G, real)] (every ``n_critic``-th batch)
 
-    The learning rate falls linearly from ``lr`` to 0 over ``lr_decay_epochs`` epochs of batches
-    (the batch count and epoch length are stored in checkpoints, so a resumed run continues the
-    schedule). ``recon`` is the L1 of the generated image to the photo: the optimised term for
+    The learning rate falls linearly from ``lr`` to 0 over ``lr_decay_epochs`` epochs (the
+    Trainer's schedule, ``Trainer.learning_rate_factor``; ``--decay-epochs`` replaces it). ``recon`` is the L1 of the generated image to the photo: the optimised term for
     cwgan-gp-l1, a figure to watch for cwgan-gp. ``wasserstein`` is the critic's estimate
     D(real) - D(fake).
     """
@@ -309,25 +308,11 @@ class CWGANGPRecipe(Recipe):
         self.networks["critic"] = ResidualCritic(config["critic_width"])
         self.optimizers["generator"] = self.adam(self.networks["generator"])
         self.optimizers["critic"] = self.adam(self.networks["critic"])
-        self.batches_seen = 0
-        self.steps_per_epoch: int | None = None
-
-    def prepare(self, dataset) -> None:
-        self.steps_per_epoch = max(1, len(dataset) // int(self.config["batch_size"]))
-
-    def learning_rate(self) -> float:
-        if not self.steps_per_epoch or self.config["lr_decay_epochs"] <= 0:
-            return self.config["lr"]
-        progress = self.batches_seen / (self.config["lr_decay_epochs"] * self.steps_per_epoch)
-        return self.config["lr"] * max(0.0, 1.0 - progress)
+        self.batches_seen = 0  # decides the generator's turns (every n_critic-th batch)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         generator, critic = self.networks["generator"], self.networks["critic"]
         lightness, target = batch["L"], rgb_target(batch)
-        lr = self.learning_rate()
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = lr
         z = torch.randn(target.shape[0], self.config["latent_dim"], device=target.device)
         generator_turn = (self.batches_seen + 1) % int(self.config["n_critic"]) == 0
         with self.autocast():
@@ -352,11 +337,10 @@ class CWGANGPRecipe(Recipe):
         return losses
 
     def extra_metadata(self) -> dict[str, Any]:
-        return {"batches_seen": self.batches_seen, "steps_per_epoch": self.steps_per_epoch}
+        return {"batches_seen": self.batches_seen}
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         self.batches_seen = int(extra.get("batches_seen", 0))
-        self.steps_per_epoch = extra.get("steps_per_epoch")
 
 
 # --- registration -------------------------------------------------------------------------------
