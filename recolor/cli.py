@@ -86,6 +86,7 @@ def colorize(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
     precision: Annotated[str, typer.Option(help="auto (bf16 on CPU, fp16/bf16 on CUDA), fp32, bf16, fp16.")] = "auto",
+    chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Scale the predicted colour: 1 the model's own, below 1 more muted (0 grey), above 1 stronger.")] = 1.0,
     fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them).")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization.")] = False,
@@ -114,7 +115,7 @@ def colorize(
     if not files:
         fail("no input files found")
     try:
-        colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model)
+        colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma)
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
 
@@ -431,6 +432,7 @@ def evaluate(
     classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default resnet18.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: inception_v3 (downloads), inception_v3:PATH, or any classifier spec (e.g. resnet56-cifar10:PATH).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,
+    chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Score the models' colorizations with their colour scaled by this (as colorize --chroma).")] = 1.0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score a random subset of N photos (seeded).")] = None,
     samples: Annotated[int, typer.Option(min=2, help="Colorizations per photo for the diversity metrics.")] = 5,
     sample_method: Annotated[str, typer.Option(help="Diversity sampling: topk (paper 004) or random.")] = "topk",
@@ -457,7 +459,7 @@ def evaluate(
     settings = EvalSettings(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
         classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,
-        is_splits=is_splits, batch_size=batch_size, device=device, precision=precision, seed=seed, report_samples=report_samples,
+        is_splits=is_splits, batch_size=batch_size, device=device, precision=precision, seed=seed, report_samples=report_samples, chroma=chroma,
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:

@@ -119,6 +119,7 @@ class EvalSettings:
     predictions: list[str] = field(default_factory=list)  # DIR or NAME=DIR
     metrics: list[str] | None = None  # --metric values; None = pixel metrics (+ those whose network was given)
     size: int | None = None  # evaluation resolution; default min(256, shorter side of the smallest photo)
+    chroma: float = 1.0  # the models' colour scaled as by `recolor colorize --chroma`
     limit: int | None = None
     classifier: str | None = None  # default resnet18 (ImageNet, downloaded) when a classifier metric is asked for
     backbone: str | None = None  # default inception_v3 (downloaded) when IS/FID is asked for
@@ -277,10 +278,11 @@ def load_contenders(settings: EvalSettings) -> list[Contender]:
     for model in settings.models:
         target, wants_dropout = resolve_model(str(model))
         try:
-            colorizer = Colorizer.load(target, device=settings.device, precision=settings.precision)
+            colorizer = Colorizer.load(target, device=settings.device, precision=settings.precision, chroma=settings.chroma)
         except (CheckpointError, KeyError, ValueError) as exc:
             raise EvaluationError(f"--model {model}: {exc.args[0] if exc.args else exc}") from None
-        contenders.append(Contender(row_name(str(model), colorizer.name), "model", str(model), colorizer=colorizer,
+        name = row_name(str(model), colorizer.name) + (f" (chroma {settings.chroma:g})" if settings.chroma != 1.0 else "")
+        contenders.append(Contender(name, "model", str(model), colorizer=colorizer,
                                     sampler=diverse_sampler(colorizer, wants_dropout)))
     for option in settings.predictions:
         name, folder = parse_prediction_option(option)

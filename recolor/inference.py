@@ -178,8 +178,13 @@ class Colorizer:
 
     def __init__(self, spec: ModelSpec, config: dict, generator: torch.nn.Module, device: str | torch.device = "auto",
                  size: int | None = None, precision: str = "auto", channels_last: bool = True, source: Path | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, chroma: float = 1.0) -> None:
+        if not 0.0 <= chroma <= 2.0:
+            raise ValueError(f"chroma {chroma}: must be between 0 (grey) and 2")
         self.spec, self.config, self.source = spec, config, source
+        # scales the predicted ab: below 1 mutes the colours (what a model is unsure of it tends
+        # to colour wrongly and vividly, see weights/README.md), above 1 strengthens them
+        self.chroma = chroma
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.amp_dtype = resolve_precision(precision, self.device)
         self.channels_last = channels_last
@@ -228,7 +233,8 @@ class Colorizer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            return to_ab(self._forward(x), self.spec.output).float().clamp(-1, 1)
+            ab = to_ab(self._forward(x), self.spec.output).float()
+        return (ab * self.chroma).clamp(-1, 1) if self.chroma != 1.0 else ab.clamp(-1, 1)
 
     def model_input(self, image: LoadedImage) -> torch.Tensor:
         """The photo's lightness resized (antialiased) to the model's square input, normalised."""

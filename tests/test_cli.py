@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -118,3 +119,37 @@ def test_models_command_lists_pix2pix():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
     assert "pix2pix" in {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_chroma_scales_the_predicted_colour_and_zero_gives_the_grey_photo(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    from recolor.checkpoint import load_checkpoint, save_checkpoint
+    from recolor.color import rgb_to_lab
+    from recolor.inference import Colorizer
+
+    # the random tiny generator is near grey: give its output layer a colour cast (a = b = tanh(0.4))
+    tiny = load_checkpoint(tiny_pix2pix_checkpoint)
+    output_bias = [key for key in tiny.tensors if key.startswith(f"up.{tiny.config['num_downs'] - 1}.") and key.endswith(".bias")]
+    assert len(output_bias) == 1
+    tinted_path = tmp_path / "tinted.safetensors"
+    save_checkpoint(tinted_path, {**tiny.tensors, output_bias[0]: torch.full_like(tiny.tensors[output_bias[0]], 0.4)}, "pix2pix", tiny.config, kind="weights")
+    tiny_pix2pix_checkpoint = tinted_path
+
+    lightness = torch.linspace(-1, 1, 64 * 64).reshape(1, 1, 64, 64)
+    own = Colorizer.load(tiny_pix2pix_checkpoint, precision="fp32").predict_ab(lightness)
+    muted = Colorizer.load(tiny_pix2pix_checkpoint, precision="fp32", chroma=0.5).predict_ab(lightness)
+    assert own.abs().mean() > 0.01 and torch.allclose(muted, own * 0.5, atol=1e-6)
+
+    def chroma_of(path):
+        with Image.open(path) as image:
+            rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+        return rgb_to_lab(rgb)[1:].abs().mean().item()
+
+    outputs = {}
+    for chroma in ("0", "1", "2"):
+        out = tmp_path / chroma
+        result = colorize(grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "--chroma", chroma, "--format", "png", "-q")
+        assert result.exit_code == 0, result.output
+        outputs[chroma] = chroma_of(out / "astronaut_grey.png")
+    assert outputs["0"] < 0.5 < outputs["1"] < outputs["2"]
+    assert outputs["2"] > 1.5 * outputs["1"]
+    assert colorize(grey_photo_path, "-o", tmp_path / "x", "--model", tiny_pix2pix_checkpoint, "--chroma", "-1").exit_code == 2
