@@ -57,6 +57,8 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in [
                "mean |pred - true| over both ab channels and all pixels, in ab/110 units (x110 = Lab units)"),
     MetricInfo("ab_l1_grid", "ab L1 grid", "lower", "ab-l1",
                "ab L1 on the 8x8 centre grid only: the cell centres of an 8x8 split of the central half of the image (paper 004)"),
+    MetricInfo("ab_l1_vs_grey", "ab L1 - grey", "lower", "ab-l1",
+               "paired per-photo difference of ab L1 from the grey output's, mean ± its standard error (below 0: better than grey)"),
     MetricInfo("weighted_error", "weighted err", "lower", "weighted",
                "paper 004 Table 2: per-pixel ab error weighted by 1/H(true colour), H the normalised 10x10-Lab-unit ab histogram of the ground-truth set", 3),
     MetricInfo("weighted_error_grid", "weighted err grid", "lower", "weighted",
@@ -355,6 +357,20 @@ class RowStats:
         return float(torch.cat(self.per_image[key]).mean())
 
 
+def paired_difference(values: list[torch.Tensor] | None, reference: list[torch.Tensor] | None) -> tuple[float | None, float | None]:
+    """Mean and standard error of the per-photo differences ``values - reference`` (same photos, same order).
+
+    A model and the grey output are scored on the same photos, so the paired error is far
+    smaller than the spread of either mean: it says whether a lead over grey is more than noise.
+    """
+    if not values or not reference:
+        return None, None
+    difference = torch.cat(values) - torch.cat(reference)
+    if difference.numel() < 2:
+        return float(difference.mean()), None
+    return float(difference.mean()), float(difference.std() / math.sqrt(difference.numel()))
+
+
 def _to_float(rgb_u8: torch.Tensor) -> torch.Tensor:
     return rgb_u8.float() / 255.0
 
@@ -616,6 +632,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                 continue
             if key in ("ab_l1", "ab_l1_grid", "psnr", "ssim", "colourfulness", "error_of_best", "variance"):
                 values[key] = s.mean(key)
+            elif key == "ab_l1_vs_grey":
+                values[key], values[f"{key}_se"] = paired_difference(s.per_image.get("ab_l1"), stats["grey"].per_image.get("ab_l1")) if row.name != "grey" else (None, None)
             elif key == "weighted_error":
                 values[key] = M.weighted_error_from_bins(s.bins_all, s.pixels_all, weights)
             elif key == "weighted_error_grid":
@@ -688,13 +706,19 @@ def format_value(key: str, value: float | None, std: float | None = None) -> str
     return text
 
 
+def spread(key: str, values: dict[str, float | None], with_std: bool) -> float | None:
+    """The ± figure shown with a value: a paired difference's standard error always, IS's split std if asked."""
+    if key == "is":
+        return values.get("is_std") if with_std else None
+    return values.get(f"{key}_se")
+
+
 def table_rows(result: EvalResult, with_std: bool = False) -> list[list[str]]:
     """[metric label, better, value per row...] for each metric (IS with its std across splits if asked)."""
     out = []
     for key in result.metrics:
         info = METRICS[key]
-        out.append([info.label, info.better] + [format_value(key, row.values.get(key), row.values.get("is_std") if key == "is" and with_std else None)
-                                                for row in result.rows])
+        out.append([info.label, info.better] + [format_value(key, row.values.get(key), spread(key, row.values, with_std)) for row in result.rows])
     return out
 
 

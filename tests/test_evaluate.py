@@ -124,7 +124,11 @@ def test_grey_baseline_matches_an_independent_computation(tiny_photo_folder, tin
     true_ab = rgb_to_lab_normalized(truth)[1]
     # grey output has a = b = 0 up to 8-bit rounding, so its error is the mean |ab| of the photos
     assert result.row("grey").values["ab_l1"] == pytest.approx(true_ab.abs().mean().item(), abs=2e-3)
-    assert result.metrics == ["ab_l1", "ab_l1_grid", "colourfulness", "colourfulness_rel"]
+    assert result.metrics == ["ab_l1", "ab_l1_grid", "ab_l1_vs_grey", "colourfulness", "colourfulness_rel"]
+    # the lead over grey is the paired per-photo difference, with its standard error
+    model, grey = result.row("tiny_pix2pix").values, result.row("grey").values
+    assert model["ab_l1_vs_grey"] == pytest.approx(model["ab_l1"] - grey["ab_l1"], abs=1e-12)
+    assert model["ab_l1_vs_grey_se"] > 0 and grey["ab_l1_vs_grey"] is None
     assert len(result.samples) == 2 and result.samples[0]["images"]["real"].shape == (24, 24, 3)
 
 
