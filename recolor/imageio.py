@@ -72,26 +72,32 @@ def _check_regular_file(path: Path) -> None:
         raise ImageReadError(f"{name}: empty file")
 
 
+@contextlib.contextmanager
+def _pillow_read_errors(name: str) -> Iterator[None]:
+    """Pillow's exceptions while opening or decoding, as one-line ImageReadErrors naming the file."""
+    try:
+        yield
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
+
+
 def probe_image(path: str | Path) -> None:
     """Raise ImageReadError unless Pillow recognises the file as an image (header only, nothing decoded).
 
-    Cheap enough to run on every input of a batch before planning its output; a file that
-    passes can still turn out corrupt when decoded, which ``open_image`` reports.
+    A file that passes can still turn out corrupt when decoded, which ``open_image`` reports.
     """
     path = Path(path)
     _check_regular_file(path)
     try:
-        with warnings.catch_warnings():
+        with _pillow_read_errors(_describe(path)), warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path):
                 pass
     except Image.DecompressionBombError:
         return  # an image after all; open_image gives the size error when it is decoded
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{_describe(path)}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"{_describe(path)}: corrupt or truncated image ({reason})") from None
 
 
 def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -101,7 +107,7 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     _check_regular_file(path)
     previous_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
+        with _pillow_read_errors(name), warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             # our own handle: Pillow then leaves the decoded pixels alive when the file closes, so
@@ -115,15 +121,8 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             ImageOps.exif_transpose(image, in_place=True)
             image.info.setdefault("icc_profile", icc_profile)
             return image
-    except ImageReadError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb)") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous_limit
 
