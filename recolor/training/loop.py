@@ -242,18 +242,9 @@ class Trainer:
             else:
                 average.copy_(current[key])  # BatchNorm's batch counter
 
-    @contextlib.contextmanager
-    def averaged_generator(self) -> Iterator[None]:
+    def averaged_generator(self) -> contextlib.AbstractContextManager:
         """Validation, samples and export see the EMA generator while this is open (when there is one)."""
-        if self.ema is None:
-            yield
-            return
-        trained = self.recipe.networks["generator"]
-        self.recipe.networks["generator"] = self.ema
-        try:
-            yield
-        finally:
-            self.recipe.networks["generator"] = trained
+        return self._networks_replaced({"generator": self.ema} if self.ema is not None else {})
 
     # --- stochastic weight averaging (Izmailov et al. 2018) ------------------------------
     # GAN generators wander from epoch to epoch; the running mean of their weights at a low,
@@ -537,18 +528,19 @@ class Trainer:
             self.recipe.networks.update(plain)
             self._plain = None
 
-    @contextlib.contextmanager
-    def plain_networks(self) -> Iterator[None]:
+    def plain_networks(self) -> contextlib.AbstractContextManager:
         """The recipe's networks without their DDP wrappers, for work that one rank does alone."""
-        if self._plain is None:
-            yield
-            return
-        wrapped = dict(self.recipe.networks)
-        self.recipe.networks.update(self._plain)
+        return self._networks_replaced(self._plain or {})
+
+    @contextlib.contextmanager
+    def _networks_replaced(self, replacements: dict[str, torch.nn.Module]) -> Iterator[None]:
+        """The recipe's networks of these names replaced while open, the originals back after."""
+        originals = {name: self.recipe.networks[name] for name in replacements}
+        self.recipe.networks.update(replacements)
         try:
             yield
         finally:
-            self.recipe.networks.update(wrapped)
+            self.recipe.networks.update(originals)
 
     def _average_direct_gradients(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         """Before a step: average the gradients of networks a recipe used around DDP's forward.
