@@ -234,7 +234,7 @@ class Colorizer:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             ab = to_ab(self._forward(x), self.spec.output).float()
-        return (ab * self.chroma).clamp(-1, 1) if self.chroma != 1.0 else ab.clamp(-1, 1)
+        return (ab * self.chroma).clamp(-1, 1)
 
     def model_input(self, image: LoadedImage) -> torch.Tensor:
         """The photo's lightness resized (antialiased) to the model's square input, normalised."""
