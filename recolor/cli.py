@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from . import DEFAULT_MODEL
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize greyscale photos with deep generative models.")
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
 
@@ -81,11 +83,11 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (folder inputs keep their sub-folders).")] = Path("colorized"),
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (shipped weights) or a .safetensors checkpoint.")] = "pix2pix",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (shipped weights) or a .safetensors checkpoint.")] = DEFAULT_MODEL,
     size: Annotated[Optional[int], typer.Option(help="Model input size in pixels (default: the model's own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on CPU, fp16/bf16 on CUDA), fp32, bf16, fp16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CPUs with native bf16, else fp32; fp16/bf16 on CUDA), fp32, bf16, fp16.")] = "auto",
     chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Scale the predicted colour: 1 the model's own, below 1 more muted (0 grey), above 1 stronger.")] = 1.0,
     fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them).")] = False,
@@ -279,7 +281,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `recolor models`).")] = "pix2pix",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `recolor models`).")] = DEFAULT_MODEL,
     data: Annotated[Path, typer.Option(help="Folder tree of colour photos for training.")] = Path("data/train"),
     val: Annotated[Optional[Path], typer.Option(help="Held-out folder for validation ab-L1 and samples.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs, samples.")] = Path("runs/train"),
@@ -288,7 +290,7 @@ def train(
     size: Annotated[Optional[int], typer.Option(help="Training crop size (default: the model's image_size).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the paper's).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override key=value (repeatable), e.g. --set ngf=32.")] = None,
-    encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18): imagenet, none, or a local .safetensors/.pth state dict.")] = None,
+    encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18, effnet-unet): imagenet, none, or a local .safetensors/.pth state dict.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = min(4, max(1, (os.cpu_count() or 2) // 2)),

@@ -199,6 +199,30 @@ def find_photos(root: Path, limit: int | None, seed: int) -> list[Photo]:
     return photos
 
 
+IMAGENET_CLASSES_FILE = "imagenet1k-classes.tsv"  # "index<TAB>wnid<TAB>name" lines, as in shared/data/photos-extra
+WNID_PREFIX = re.compile(r"^(n\d{8})(?:_|$)")
+
+
+def imagenet_labels_from_names(photos: list[Photo], root: Path) -> list[int] | None:
+    """ImageNet-1k labels of photos named ``WNID_anything`` (e.g. ``n01440764_tench.jpg``), from an
+    ``imagenet1k-classes.tsv`` in the data folder or beside it; None unless every photo has one."""
+    table = next((folder / IMAGENET_CLASSES_FILE for folder in (root, root.parent) if (folder / IMAGENET_CLASSES_FILE).is_file()), None)
+    if table is None:
+        return None
+    index_of = {}
+    for line in table.read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2 and fields[0].strip().isdigit():
+            index_of[fields[1].strip()] = int(fields[0])
+    labels = []
+    for photo in photos:
+        match = WNID_PREFIX.match(photo.path.stem)
+        if match is None or match.group(1) not in index_of:
+            return None
+        labels.append(index_of[match.group(1)])
+    return labels
+
+
 def default_size(photos: list[Photo], cap: int = 256) -> int:
     """min(cap, the smallest shorter side among the photos), read from the headers only."""
     smallest = cap
@@ -463,8 +487,11 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     folder_labels: list[int] | None = None
     if classifier is not None:
         indices = [classifier.class_index(p.folder) if p.folder else None for p in photos]
+        wnid_labels = imagenet_labels_from_names(photos, settings.data) if classifier.num_classes == 1000 else None
         if all(i is not None for i in indices):
             folder_labels, label_source = indices, "sub-folder names"
+        elif wnid_labels is not None:
+            folder_labels, label_source = wnid_labels, f"ImageNet WNIDs of the file names ({IMAGENET_CLASSES_FILE})"
         elif classifier.class_names is None:
             folders = sorted({p.folder for p in photos if p.folder})
             if len(folders) == classifier.num_classes and all(p.folder for p in photos):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
@@ -174,7 +175,7 @@ def thumbnail_chroma(rgb: np.ndarray) -> float:
 
 
 class Colorizer:
-    """A loaded colorization model. ``Colorizer.load("pix2pix")`` or ``Colorizer.load("run/model.safetensors")``."""
+    """A loaded colorization model. ``Colorizer.load()`` (the shipped default), ``Colorizer.load("pix2pix")`` or ``Colorizer.load("run/model.safetensors")``."""
 
     def __init__(self, spec: ModelSpec, config: dict, generator: torch.nn.Module, device: str | torch.device = "auto",
                  size: int | None = None, precision: str = "auto", channels_last: bool = True, source: Path | None = None,
@@ -214,7 +215,7 @@ class Colorizer:
         return cls(spec, config, generator, source=checkpoint.path, **kwargs)
 
     @classmethod
-    def load(cls, model: str | Path = "pix2pix", **kwargs) -> "Colorizer":
+    def load(cls, model: str | Path = DEFAULT_MODEL, **kwargs) -> "Colorizer":
         return cls.from_checkpoint(load_checkpoint(find_weights(model)), **kwargs)
 
     @property

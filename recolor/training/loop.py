@@ -116,12 +116,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    return "AVX512_BF16" in capability or "AMX" in capability
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 on CPU (AVX-512 bf16 makes it ~2x faster) and on bf16-capable GPUs."""
+    """Autocast dtype: bf16 on CPUs with native bf16 (AVX-512 bf16, AMX: ~2x faster) and on
+    bf16-capable GPUs; fp32 on other CPUs, where bf16 is emulated and several times slower."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" else None
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if name not in table:
         raise ValueError(f"unknown precision '{name}' (auto, fp32, bf16, fp16)")

