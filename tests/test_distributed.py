@@ -91,7 +91,7 @@ def test_two_ranks_hold_the_same_weights_and_resume(tmp_path, tiny_photo_folder)
 def test_torchrun_runs_the_train_command(tmp_path, tiny_photo_folder):
     """The real launcher: ``torchrun --nproc_per_node 2 -m recolor.cli train`` on the CPU."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "recolor.cli", "train",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "recolor.cli", "train", "--model", "pix2pix",
                "--data", str(tiny_photo_folder), "--out", str(out), "--device", "cpu", "--workers", "0", "--max-steps", "3", "--quiet",
                *[arg for key, value in TINY_PIX2PIX.items() for arg in ("--set", f"{key}={value}")]]
     # a session of its own: if it hangs, the launcher and both workers are killed together
