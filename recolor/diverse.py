@@ -343,6 +343,6 @@ def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path
     from .imageio import save_image
 
     for path, picture in zip(paths, result.images):
-        save_image(path, picture, result.alpha, image.icc_profile)
+        save_image(path, picture, result.alpha, image.metadata)
     sheet = contact_sheet(grey_thumbnail(image.lightness, sheet_height), result.images, result.labels, sheet_height, title)
     save_image(sheet_path, np.asarray(sheet))
