@@ -2,12 +2,14 @@
 
 >>> from recolor import Colorizer
 >>> Colorizer.load("pix2pix").colorize("old_photo.jpg").save("colour.png")
+>>> from recolor import load_sampler
+>>> load_sampler("divcolor").sample("old_photo.jpg", k=5)  # five different colorizations
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Colorizer", "__version__"]
+__all__ = ["Colorizer", "DiverseSampler", "load_sampler", "__version__"]
 
 
 def __getattr__(name: str):
@@ -16,4 +18,8 @@ def __getattr__(name: str):
         from .inference import Colorizer
 
         return Colorizer
+    if name in ("DiverseSampler", "load_sampler"):
+        from . import diverse
+
+        return getattr(diverse, name)
     raise AttributeError(name)

@@ -28,8 +28,8 @@ from PIL import Image
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, LoadedImage, image_metadata, image_to_array, lightness_of,
-    open_image, split_alpha, to_8_bits,
+    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image, image_metadata,
+    image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
 )
 from .registry import ModelSpec, get_model_spec
 from .training.loop import resolve_device, resolve_precision
@@ -227,8 +227,23 @@ class Colorizer:
         return cls(spec, config, generator, source=checkpoint.path, **kwargs)
 
     @classmethod
-    def load(cls, model: str | Path = "pix2pix", **kwargs) -> "Colorizer":
-        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **kwargs)
+    def load(cls, model: str | Path = "pix2pix", **options) -> "Colorizer":
+        """A model by name (its shipped weights: pix2pix, resnet18, ...) or a ``.safetensors`` checkpoint.
+
+        Options:
+            device: "auto" (CUDA when present, else the CPU), "cpu", "cuda", "cuda:1".
+            size: the side of the square the network sees (default: the model's own; rounded to
+                the network's multiple). It changes the colours a lot, not only the speed: see
+                README.md, ``--size``.
+            precision: "auto" (bf16 on the CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
+            chroma: scales the predicted colour, 0 (grey) to 2; 1 is the model's own.
+            compile: torch.compile the network (pays off on long GPU runs).
+            channels_last: the network's memory layout (default True, faster on CPUs and GPUs).
+
+        Raises KeyError (unknown model name), CheckpointError (missing or unusable file) and
+        ValueError (a bad option), each with a one-line message.
+        """
+        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **options)
 
     @property
     def name(self) -> str:
@@ -290,13 +305,23 @@ class Colorizer:
         ab_small = self.predict_ab(torch.stack([self.model_input(image) for image in images]))
         return [ColorizeResult(join_lightness(image.lightness, ab, self.device), image.alpha, image.was_colour) for image, ab in zip(images, ab_small)]
 
-    def colorize(self, image: Image.Image | str | Path) -> Image.Image:
-        """Colorize one photo (a PIL image or a path); returns a PIL image of the same size."""
-        photo = photo_from_pil(image) if isinstance(image, Image.Image) else decode_photo(image)
-        (rgb,), ready = self.colorize_photos([photo])
-        if ready is not None:
-            ready.synchronize()
-        return ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil()
+    def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8) -> Image.Image | list[Image.Image]:
+        """Colorize a photo (a path, a PIL image or a numpy array: see :func:`recolor.imageio.as_pil_image`)
+        into a PIL image of the same size (RGBA when it had alpha), or a list of photos into a list
+        of images, ``batch_size`` at a time through the network."""
+        if isinstance(photo, (list, tuple)):
+            return self.colorize_many(photo, batch_size)
+        return self.colorize_many([photo])[0]
+
+    def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8) -> list[Image.Image]:
+        images = []
+        for batch in iter_batches(photos, batch_size):
+            decoded = [photo_from_pil(as_pil_image(item), Path(item) if isinstance(item, (str, os.PathLike)) else None) for item in batch]
+            outputs, ready = self.colorize_photos(decoded)
+            if ready is not None:
+                ready.synchronize()
+            images += [ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil() for rgb, photo in zip(outputs, decoded)]
+        return images
 
 
 def join_lightness(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device | None = None) -> np.ndarray:

@@ -188,3 +188,39 @@ def test_a_quoted_glob_keeps_the_tree_below_its_fixed_folder_and_each_file_is_do
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.tif")) == ["box1/scan0001.tif", "box2/inner/scan0001.tif"]
     assert len(result.stdout.splitlines()) == 2  # the file named twice is done once
+
+
+# --- the Python API -------------------------------------------------------------------------
+
+def test_api_applies_exif_orientation_to_pil_inputs_and_takes_arrays_and_lists(tmp_path, photos, tiny_pix2pix_checkpoint):
+    from recolor import Colorizer
+
+    colorizer = Colorizer.load(tiny_pix2pix_checkpoint, device="cpu")
+    grey = grey_scan(photos)  # 48 x 64
+    Image.fromarray(grey).save(tmp_path / "rotated.jpg", exif=exif_with("x", "2000:01:01 00:00:00", orientation=6))
+    with Image.open(tmp_path / "rotated.jpg") as opened:
+        assert colorizer.colorize(opened).size == (48, 64) == colorizer.colorize(tmp_path / "rotated.jpg").size
+    from_array = colorizer.colorize(grey)
+    assert from_array.size == (64, 48) and from_array.mode == "RGB"
+    assert colorizer.colorize(grey.astype(np.uint16) * 257).size == (64, 48)
+    assert colorizer.colorize(np.stack([grey] * 3, -1) / 255.0).size == (64, 48)
+    batch = colorizer.colorize([grey, tmp_path / "rotated.jpg", Image.fromarray(grey[:32])], batch_size=2)
+    assert [image.size for image in batch] == [(64, 48), (48, 64), (64, 32)]
+    with pytest.raises(ValueError, match="shape"):
+        colorizer.colorize(np.zeros((4, 4, 2), np.uint8))
+    for option in ("device", "size", "precision", "chroma", "compile"):
+        assert f"{option}:" in Colorizer.load.__doc__
+
+
+def test_the_diverse_sampler_is_exported_and_takes_the_same_inputs(tmp_path, photos, tiny_pix2pix_checkpoint):
+    import recolor
+    from recolor.diverse import DiverseSampler, load_sampler
+
+    assert recolor.load_sampler is load_sampler and recolor.DiverseSampler is DiverseSampler
+    assert {"load_sampler", "DiverseSampler"} <= set(recolor.__all__)
+    sampler = recolor.load_sampler(tiny_pix2pix_checkpoint, device="cpu", draws=4)  # pix2pix: dropout draws
+    grey = grey_scan(photos)
+    pictures = sampler.sample(grey, k=2, method="random")
+    assert [p.size for p in pictures] == [(64, 48), (64, 48)]
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    assert [len(one) for one in sampler.sample([grey, tmp_path / "g.png"], k=3, method="random")] == [3, 3]
