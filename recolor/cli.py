@@ -154,10 +154,13 @@ def output_suffix(fmt: str | None) -> str | None:
 
 
 def check_writable(folder: Path) -> None:
-    """A usage error now, not after the model ran on every file, when ``folder`` cannot be written."""
+    """A usage error now, not after the model ran on every file, when ``folder`` cannot be written
+    (or created: probed in its nearest existing parent, so that a failed run leaves no folder)."""
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         fail(f"{folder}: cannot write to the output folder ({exc.strerror or exc})")
