@@ -439,6 +439,7 @@ def train(
             stored = load_checkpoint(out / CHECKPOINT_NAME)
             if stored.model != spec.name:
                 fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
+            check_resume_options(out, stored.config, overrides)
             overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
         elif init_from is not None:
             # fine-tuning rebuilds the stored architecture; explicit options still apply on top
@@ -447,11 +448,15 @@ def train(
                 fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
             overrides = stored.config | overrides
         config = spec.config(overrides)
+        spec.check_image_size(config)
         torch.manual_seed(seed)
         train_data = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=config["image_size"], train=True)
         val_data = None
         if val is not None:
             val_data = spec.recipe.dataset(val, config, train=False) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(val, size=config["image_size"], train=False)
+        for dataset in (train_data, val_data):
+            if getattr(dataset, "unreadable", None):
+                err.print(f"note: {dataset.root}: skipped {len(dataset.unreadable)} unreadable files (e.g. {dataset.unreadable[0]})", highlight=False)
         dist = distributed_context(device)
         try:
             settings = TrainSettings(
@@ -468,6 +473,16 @@ def train(
         fail(str(exc.args[0]) if exc.args else str(exc))
     if dist["rank"] == 0:
         print(json.dumps({"model": spec.name, "out": str(out), **result}))
+
+
+def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
+    """A resumed run rebuilds its own networks with its own config: options that would change
+    it are refused rather than silently ignored (only the learning rate may change)."""
+    changed = {key: value for key, value in overrides.items() if key != "lr" and stored.get(key) != value}
+    if changed:
+        given = ", ".join(f"{key}={value}" for key, value in changed.items())
+        has = ", ".join(f"{key}={stored.get(key)}" for key in changed)
+        fail(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
 
 
 def distributed_context(device: str) -> dict:

@@ -224,3 +224,36 @@ def test_the_diverse_sampler_is_exported_and_takes_the_same_inputs(tmp_path, pho
     assert [p.size for p in pictures] == [(64, 48), (64, 48)]
     Image.fromarray(grey).save(tmp_path / "g.png")
     assert [len(one) for one in sampler.sample([grey, tmp_path / "g.png"], k=3, method="random")] == [3, 3]
+
+
+# --- training -------------------------------------------------------------------------------
+
+def train(*args):
+    return run("train", "--epochs", "1", "--workers", "0", "-q", "--device", "cpu", *args)
+
+
+def test_train_checks_size_against_the_network_before_any_work(tmp_path, tiny_photo_folder):
+    result = train("--data", tiny_photo_folder, "--out", tmp_path / "run", "--size", "64")  # default num_downs=8 needs 256
+    assert one_line_usage_error(result), result.output
+    assert "--set num_downs=6" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_a_folder_without_photos_says_so_in_one_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.jpg", "b.png", "notes.txt"):
+        (data / name).write_text("not a photo")
+    for batch in ("16", "1"):
+        result = train("--data", data, "--out", tmp_path / "run", "--batch-size", batch, "--set", "ngf=8", "--set", "num_downs=5", "--size", "32")
+        assert one_line_usage_error(result), result.output
+        assert "no readable photo" in result.output and "2 unreadable files skipped" in result.output
+
+
+def test_train_resume_refuses_options_that_would_change_the_run(tmp_path, tiny_photo_folder):
+    small = ["--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "4", "--max-steps", "1"]
+    out = tmp_path / "run"
+    first = train("--data", tiny_photo_folder, "--out", out, *small)
+    assert first.exit_code == 0, first.output
+    refused = train("--data", tiny_photo_folder, "--out", out, "--resume", "--set", "ngf=64")
+    assert one_line_usage_error(refused) and "ngf=64" in refused.output and "ngf=8" in refused.output, refused.output
