@@ -564,7 +564,7 @@ def evaluate(
     omega_steps: Annotated[int, typer.Option(min=1, help="Omega: fine-tuning steps per classifier copy (tiny by default; paper 003: 2 epochs).")] = 10,
     omega_images: Annotated[int, typer.Option(min=2, help="Omega: photos the copies are fine-tuned on.")] = 256,
     is_splits: Annotated[int, typer.Option(min=1, help="Inception Score splits.")] = 10,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (the table goes to stderr); `--json > scores.json` keeps them.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (table, bar charts, sample photos) into this folder.")] = None,
     report_samples: Annotated[int, typer.Option(min=0, help="Photos shown side by side in the report.")] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
@@ -576,7 +576,7 @@ def evaluate(
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .evaluate import EvalSettings, EvaluationError, print_table, write_json, write_report
+    from .evaluate import EvalSettings, EvaluationError, print_table, write_report
     from .evaluate import evaluate as run_evaluation
 
     if data is None:
@@ -594,9 +594,9 @@ def evaluate(
                                     log=lambda message: progress.console.print(message, highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
-    print_table(result, Console())
-    if json_path is not None:
-        err.print(f"results: {write_json(result, json_path)}", highlight=False)
+    print_table(result, err if as_json else Console())
+    if as_json:
+        print(json.dumps(result.to_json(), indent=1))
     if report is not None:
         err.print(f"report: {write_report(result, report)}", highlight=False)
 

@@ -257,3 +257,32 @@ def test_train_resume_refuses_options_that_would_change_the_run(tmp_path, tiny_p
     assert first.exit_code == 0, first.output
     refused = train("--data", tiny_photo_folder, "--out", out, "--resume", "--set", "ngf=64")
     assert one_line_usage_error(refused) and "ngf=64" in refused.output and "ngf=8" in refused.output, refused.output
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+def offline(monkeypatch) -> None:
+    import urllib.error
+
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", no_network)
+
+
+def test_evaluate_all_offline_computes_what_it_can_and_names_what_it_skipped(tiny_photo_folder, tiny_pix2pix_checkpoint, monkeypatch):
+    offline(monkeypatch)
+    result = run("evaluate", "--data", tiny_photo_folder, "--model", tiny_pix2pix_checkpoint, "--metric", "all",
+                 "--size", "32", "--limit", "4", "-q", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # --json: the results on stdout, as colorize --json prints its records
+    assert {"ab_l1", "psnr", "ssim"} <= set(data["metrics"]) and not {"cim", "omega", "fid", "is"} & set(data["metrics"])
+    skipped = [note for note in data["notes"] if note.startswith("skipped")]
+    assert len(skipped) == 2 and "accuracy, cim, omega" in skipped[0] and "is, fid" in skipped[1]
+    assert all("download" in note for note in skipped)
+    assert "skipped accuracy, cim, omega" in result.stderr
+    # asked for by name, a metric that cannot run is still an error
+    named = run("evaluate", "--data", tiny_photo_folder, "--model", tiny_pix2pix_checkpoint, "--metric", "cim", "--size", "32", "--limit", "2", "-q")
+    assert named.exit_code == 2
