@@ -395,7 +395,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs, samples.")] = Path("runs/train"),
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Default: the model's.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Training crop size (default: the model's image_size).")] = None,
+    size: Annotated[Optional[int], typer.Option(min=1, help="Training crop size (default: the model's image_size); must fit the network (see --set).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the paper's).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override key=value (repeatable), e.g. --set ngf=32.")] = None,
     encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18): imagenet, none, or a local .safetensors/.pth state dict.")] = None,

@@ -52,8 +52,8 @@ class ModelSpec:
         if size >= multiple and size % multiple == 0:
             return
         hint = f"use a --size that is a multiple of {multiple}"
-        if "num_downs" in config and size >= 4:
-            depth = min(int(config["num_downs"]), (size & -size).bit_length() - 1)  # 2**depth divides size
+        depth = min(int(config.get("num_downs", 0)), (size & -size).bit_length() - 1)  # 2**depth divides size
+        if depth >= 2:  # a U-Net of that depth fits
             hint = f"--set num_downs={depth} fits --size {size}, or {hint}"
         raise ValueError(f"--size {size}: '{self.name}' with its config needs a multiple of {multiple} ({hint})")
 
