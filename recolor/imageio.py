@@ -72,7 +72,10 @@ def rgb_icc_profile(profile: bytes | None) -> bytes | None:
 
 def image_metadata(image: Image.Image) -> ImageMetadata:
     """EXIF, RGB ICC profile, DPI, TIFF compression and bit depth of an opened (oriented) image."""
-    exif = image.getexif()
+    try:
+        exif = image.getexif()
+    except Exception:  # noqa: BLE001 - a damaged EXIF block loses the EXIF, not the photo
+        exif = Image.Exif()
     for tag in _LAYOUT_TAGS & set(exif):
         del exif[tag]
     if _ORIENTATION_TAG in exif:
