@@ -50,7 +50,7 @@ def test_mixed_archive_folder_keeps_exif_dpi_and_16_bits_and_fails_only_the_corr
     grey = grey_scan(photos)
     Image.fromarray(grey).save(folder / "good.png")
     Image.fromarray(grey).save(folder / "dated.jpg", exif=exif_with("Wedding, 1931", "1931:06:20 14:00:00", orientation=6), dpi=(300, 300))
-    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "deep.png")  # 16-bit greyscale scan
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "deep.png", dpi=(1200, 1200))  # 16-bit greyscale scan
     (folder / "broken.jpg").write_bytes((folder / "dated.jpg").read_bytes()[:300])
     (folder / "notes.txt").write_text("box 12, folder 3")
     (folder / "good.xmp").write_text("<x:xmpmeta/>")
@@ -63,6 +63,7 @@ def test_mixed_archive_folder_keeps_exif_dpi_and_16_bits_and_fails_only_the_corr
     assert "left out 2 files that are not images" in result.output
     with Image.open(out / "deep.png") as deep:
         assert deep.mode == "RGB" and Image.open(folder / "deep.png").mode.startswith("I")
+        assert [round(d) for d in deep.info["dpi"]] == [1200, 1200]
     import png
 
     width, height, rows, info = png.Reader(filename=str(out / "deep.png")).read()
