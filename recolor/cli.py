@@ -1,7 +1,10 @@
 """The `recolor` command line: a thin layer over the Python API.
 
-Exit codes: 0 every file succeeded, 1 some file failed, 2 bad usage (nothing to do, unknown model,
-unreadable checkpoint). Human messages go to stderr; ``--json`` records go to stdout.
+Exit codes: 0 every file succeeded, 1 some file failed (a bad image in a folder, or any file named
+explicitly that is not an image: files in folders that are not images by extension are left out,
+not failed), 2 bad usage, found before any work (nothing to do, unknown model, unreadable
+checkpoint, contradictory options, unusable device or size, unwritable output folder). Human
+messages go to stderr, one line each, never a traceback; ``--json`` output goes to stdout.
 """
 from __future__ import annotations
 
