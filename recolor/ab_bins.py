@@ -26,10 +26,11 @@ SOFT_SIGMA = 5.0  # Lab units
 
 @functools.lru_cache(maxsize=1)
 def _gamut_bin_centres_lab() -> torch.Tensor:
-    grid = torch.arange(-110.0, 110.0 + 1e-6, BIN_SIZE, dtype=torch.float64)
+    # explicit CPU: the first call may come while a network is built on the meta device
+    grid = torch.arange(-110.0, 110.0 + 1e-6, BIN_SIZE, dtype=torch.float64, device="cpu")
     a, b = torch.meshgrid(grid, grid, indexing="ij")
     a, b = a.flatten(), b.flatten()
-    lightness = torch.linspace(1.0, 99.0, 99, dtype=torch.float64)[:, None].expand(-1, a.numel())
+    lightness = torch.linspace(1.0, 99.0, 99, dtype=torch.float64, device="cpu")[:, None].expand(-1, a.numel())
     lab = torch.stack((lightness, a.expand_as(lightness), b.expand_as(lightness)))  # (3, 99, N)
     round_trip = rgb_to_lab(lab_to_rgb(lab))  # colours outside the gamut come back clipped
     reached = ((round_trip - lab)[1:].norm(dim=0) < GAMUT_TOLERANCE).any(dim=0)

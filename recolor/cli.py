@@ -1,17 +1,23 @@
 """The `recolor` command line: a thin layer over the Python API.
 
-Exit codes: 0 every file succeeded, 1 some file failed, 2 bad usage (nothing to do, unknown model,
-unreadable checkpoint). Human messages go to stderr; ``--json`` records go to stdout.
+Exit codes: 0 every file succeeded, 1 some file failed (a bad image in a folder, or any file named
+explicitly that is not an image: files in folders that are not images by extension are left out,
+not failed), 2 bad usage, found before any work (nothing to do, unknown model, unreadable
+checkpoint, contradictory options, unusable device or size, unwritable output folder). Human
+messages go to stderr, one line each, never a traceback; ``--json`` output goes to stdout.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +28,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize gre
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"recolor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Colorize greyscale photos with deep generative models."""
+
+
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
@@ -29,29 +50,73 @@ def fail(message: str, code: int = 2) -> None:
 
 # --- inputs and outputs ---------------------------------------------------------------------
 
-def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(file, path relative to the output folder) for files, folders (recursive) and globs.
+@dataclass
+class InputFiles:
+    """What the command line's inputs name: (file, path relative to the output folder) pairs, and
+    how many files met in folders were left out for not being images by their extension."""
 
-    A folder scan leaves out the output folder when it sits inside the scanned folder, so a
-    second run never colorizes the first run's outputs.
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    not_images: int = 0
+
+    def add(self, file: Path, relative: Path) -> None:
+        self.files.append((file, relative))
+
+
+def glob_root(pattern: str) -> Path:
+    """The fixed folder of a glob pattern, before its first wildcard: ``archive`` for ``archive/**/*.tif``."""
+    fixed = []
+    for part in Path(pattern).parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path()
+
+
+def expand_inputs(inputs: list[str], out_dir: Path) -> InputFiles:
+    """The files named by files, folders (recursive) and globs, each once.
+
+    Folders and globs keep the tree below them (below a glob's fixed folder), so two
+    ``scan0001.tif`` in different sub-folders get different outputs. In a folder, files that are
+    not images by their extension (sidecars, notes) are counted, not listed: only files named
+    explicitly can fail for not being images. A folder scan leaves out the output folder when it
+    sits inside the scanned folder, so a second run never colorizes the first run's outputs.
     """
-    from .imageio import list_image_files
+    from .imageio import IMAGE_EXTENSIONS, list_image_files
 
-    found: list[tuple[Path, Path]] = []
+    found = InputFiles()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             inside = out_dir != path.resolve() and path.resolve() in out_dir.parents
-            found += [(f, f.relative_to(path)) for f in list_image_files(path, all_files=True)
-                      if not (inside and out_dir in f.resolve().parents)]
+            for file in list_image_files(path, all_files=True):
+                if inside and out_dir in file.resolve().parents:
+                    continue
+                if file.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.add(file, file.relative_to(path))
+                else:
+                    found.not_images += 1
         elif path.exists():
-            found.append((path, Path(path.name)))
+            found.add(path, Path(path.name))
         elif glob.has_magic(item):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            found += [(m, Path(m.name)) for m in matches if m.is_file()]
+            root = glob_root(item)
+            for match in sorted(Path(m) for m in glob.glob(item, recursive=True)):
+                if match.is_file():
+                    found.add(match, match.relative_to(root))
         else:
-            found.append((path, Path(path.name)))  # reported as "no such file" per file
-    return found
+            found.add(path, Path(path.name))  # reported as "no such file" per file
+    return _each_once(found)
+
+
+def _each_once(found: InputFiles) -> InputFiles:
+    """The same file named twice (or by a folder and a glob) is done once, where first named."""
+    seen: set[Path] = set()
+    unique = InputFiles(not_images=found.not_images)
+    for file, relative in found.files:
+        key = file.resolve() if file.exists() else file
+        if key not in seen:
+            seen.add(key)
+            unique.add(file, relative)
+    return unique
 
 
 def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None, in_place: bool) -> Path:
@@ -79,100 +144,152 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
         return target.with_suffix(".png")
 
 
+def output_suffix(fmt: str | None) -> str | None:
+    """'.png' for ``--format png``; a usage error for a format recolor cannot write."""
+    from .imageio import extension_format
+
+    if not fmt:
+        return None
+    suffix = "." + fmt.lower().lstrip(".")
+    try:
+        extension_format(suffix)
+    except ValueError as exc:
+        fail(str(exc))
+    return suffix
+
+
+def check_writable(folder: Path) -> None:
+    """A usage error now, not after the model ran on every file, when ``folder`` cannot be written
+    (or created: probed in its nearest existing parent, so that a failed run leaves no folder)."""
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        fail(f"{folder}: cannot write to the output folder ({exc.strerror or exc})")
+
+
+def tell_not_images(found: InputFiles) -> None:
+    if found.not_images:
+        files = "file that is not an image" if found.not_images == 1 else "files that are not images"
+        err.print(f"note: left out {found.not_images} {files} (by extension) in the input folders", highlight=False)
+
+
 @app.command()
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (folder inputs keep their sub-folders).")] = Path("colorized"),
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder, default ./colorized (folder and glob inputs keep their sub-folders).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name (shipped weights) or a .safetensors checkpoint.")] = DEFAULT_MODEL,
-    size: Annotated[Optional[int], typer.Option(help="Model input size in pixels (default: the model's own).")] = None,
+    size: Annotated[Optional[int], typer.Option(min=1, help="Model input size in pixels (default: the model's own); changes the colours, see README.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
     precision: Annotated[str, typer.Option(help="auto (bf16 on CPUs with native bf16, else fp32; fp16/bf16 on CUDA), fp32, bf16, fp16.")] = "auto",
     chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Scale the predicted colour: 1 the model's own, below 1 more muted (0 grey), above 1 stronger.")] = 1.0,
     fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them).")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization.")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization (not with -o or --format).")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs); default 150,000,000.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the cores on CPU, up to 8 on GPU.")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .checkpoint import CheckpointError
-    from .imageio import output_format
+    from .imageio import DEFAULT_MAX_PIXELS
     from .inference import Colorizer
     from .pipeline import ColorizeJob, colorize_files
 
-    suffix = None
-    if fmt:
-        suffix = "." + fmt.lower().lstrip(".")
-        try:
-            output_format("x" + suffix)
-        except ValueError as exc:
-            fail(str(exc).removeprefix("x: "))
-    out_dir = output.resolve()
-    files = expand_inputs(inputs, out_dir)
-    if not files:
-        fail("no input files found")
+    if in_place and (output is not None or fmt):
+        fail(f"--in-place replaces each input in its own format: it cannot be combined with {'-o/--output' if output is not None else '--format'}")
+    suffix = output_suffix(fmt)
+    out_dir = (output or Path("colorized")).resolve()
+    found = expand_inputs(inputs, out_dir)
+    if not found.files:
+        fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
+    if not in_place:
+        check_writable(out_dir)
     try:
         colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma)
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
 
-    records: list[dict] = []
-    told_colour = False
-    claimed: dict[Path, Path] = {}
+    report = RunReport(as_json)
+    todo = plan_jobs(found.files, out_dir, suffix, in_place, overwrite, report)
+    started = time.perf_counter()
+    with progress_bar("colorize", len(todo), quiet) as advance:
+        # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
+        jobs = [ColorizeJob(source, target, tag=record) for source, target, record in todo]
+        outcomes = colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        for outcome in outcomes:
+            record = outcome.job.tag
+            if outcome.ok:
+                report.emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour})
+            else:
+                report.emit(record | {"status": "error", "error": outcome.error})
+            advance()
+    tell_not_images(found)
+    counts = report.counts()
+    err.print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
+              f"with {colorizer.name} -> {out_dir if not in_place else 'inputs'}", highlight=False)
+    raise typer.Exit(1 if counts["error"] else 0)
 
-    def emit(record: dict) -> None:
-        nonlocal told_colour
-        records.append(record)
-        if as_json:
+
+class RunReport:
+    """The per-file records of a run: JSON lines on stdout with ``--json``, failures on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json, self.records, self.told_colour = as_json, [], False
+
+    def emit(self, record: dict) -> None:
+        self.records.append(record)
+        if self.as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
             err.print(f"[red]failed:[/] {record['error']}", highlight=False)
-        if record.get("was_colour") and not told_colour:
-            told_colour = True
+        if record.get("was_colour") and not self.told_colour:
+            self.told_colour = True
             err.print("note: some inputs are already in colour; they are colorized from their lightness only", highlight=False)
 
-    todo = []
+    def counts(self) -> dict[str, int]:
+        return {status: sum(r["status"] == status for r in self.records) for status in ("ok", "skipped", "error")}
+
+
+def plan_jobs(files: list[tuple[Path, Path]], out_dir: Path, suffix: str | None, in_place: bool, overwrite: bool, report: RunReport) -> list:
+    """(source, target, record) for the files to colorize; the others are reported now."""
+    todo, claimed = [], {}
     for source, relative in files:
         try:
             target = plan_output(source, relative, out_dir, suffix, in_place)
         except ValueError as exc:
-            emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
+            report.emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
             continue
         record = {"input": str(source), "output": str(target), "status": "ok"}
         if target.resolve() == source.resolve() and not in_place:
-            emit(record | {"status": "error", "error": f"{source}: output would overwrite the input (use another --output or --in-place)"})
+            report.emit(record | {"status": "error", "error": f"{source}: output would overwrite the input (use another --output or --in-place)"})
         elif target.resolve() in claimed:
-            emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[target.resolve()]}"})
+            report.emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[target.resolve()]}"})
         elif target.exists() and not overwrite and not in_place:
             claimed[target.resolve()] = source
-            emit(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
+            report.emit(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
         else:
             claimed[target.resolve()] = source
             todo.append((source, target, record))
+    return todo
 
-    columns = [TextColumn("colorize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    started = time.perf_counter()
-    with Progress(*columns, console=err, disable=quiet or not todo, transient=True) as progress:
-        task = progress.add_task("colorize", total=len(todo))
-        # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
-        jobs = [ColorizeJob(source, target, tag=record) for source, target, record in todo]
-        for outcome in colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers):
-            record = outcome.job.tag
-            if outcome.ok:
-                emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour})
-            else:
-                emit(record | {"status": "error", "error": outcome.error})
-            progress.advance(task)
-    counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
-    seconds = time.perf_counter() - started
-    summary = f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {seconds:.1f} s with {colorizer.name} -> {out_dir if not in_place else 'inputs'}"
-    err.print(summary, highlight=False)
-    raise typer.Exit(1 if counts["error"] else 0)
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A transient progress bar on stderr (none when quiet, when nothing is to do, or when stderr
+    is not a terminal: a log file would get a stray blank line where the bar was); yields advance()."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, disable=quiet or not total or not err.is_terminal, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda steps=1: progress.advance(task, steps)
 
 
 # --- diverse colorization (paper 004) ---------------------------------------------------------
@@ -195,28 +312,25 @@ def sample_diverse(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .checkpoint import CheckpointError
     from .diverse import load_sampler, output_paths, save_diverse
-    from .imageio import ImageReadError, load_image, output_format
+    from .imageio import ImageReadError, load_image
     from .inference import iter_batches
 
-    suffix = "." + fmt.lower().lstrip(".") if fmt else None
+    suffix = output_suffix(fmt)
+    found = expand_inputs(inputs, output.resolve())
+    if not found.files:
+        fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
+    check_writable(output)
     try:
-        if suffix:
-            output_format("x" + suffix)
-        files = expand_inputs(inputs, output.resolve())
-        if not files:
-            fail("no input files found")
         sampler = load_sampler(model, device=device, precision=precision, draws=draws)
         sampler.check(k, method)
     except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]).removeprefix(f"x{suffix}: ") if exc.args else str(exc))
+        fail(str(exc.args[0]) if exc.args else str(exc))
     records: list[dict] = []
     claimed: set[Path] = set()
     todo = []
-    for source, relative in files:
+    for source, relative in found.files:
         try:
             paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
         except ValueError as exc:
@@ -234,9 +348,7 @@ def sample_diverse(
             todo.append((source, paths, sheet, record))
         claimed |= resolved
     started = time.perf_counter()
-    columns = [TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err, disable=quiet or not todo, transient=True) as progress:
-        task = progress.add_task("sample", total=len(todo))
+    with progress_bar("sample", len(todo), quiet) as advance:
         for batch in iter_batches(todo, batch_size):
             loaded, pending = [], []
             for source, paths, sheet, record in batch:
@@ -251,7 +363,8 @@ def sample_diverse(
                     records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
                 except (OSError, ValueError) as exc:
                     records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
-            progress.advance(task, len(batch))
+            advance(len(batch))
+    tell_not_images(found)
     for record in records:
         if as_json:
             print(json.dumps(record), flush=True)
@@ -287,7 +400,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs, samples.")] = Path("runs/train"),
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Default: the model's.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Training crop size (default: the model's image_size).")] = None,
+    size: Annotated[Optional[int], typer.Option(min=1, help="Training crop size (default: the model's image_size); must fit the network (see --set).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the paper's).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Config override key=value (repeatable), e.g. --set ngf=32.")] = None,
     encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18, effnet-unet): imagenet, none, or a local .safetensors/.pth state dict.")] = None,
@@ -331,6 +444,7 @@ def train(
             stored = load_checkpoint(out / CHECKPOINT_NAME)
             if stored.model != spec.name:
                 fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
+            check_resume_options(out, stored.config, overrides)
             overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
         elif init_from is not None:
             # fine-tuning rebuilds the stored architecture; explicit options still apply on top
@@ -339,11 +453,15 @@ def train(
                 fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
             overrides = stored.config | overrides
         config = spec.config(overrides)
+        spec.check_image_size(config)
         torch.manual_seed(seed)
         train_data = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=config["image_size"], train=True)
         val_data = None
         if val is not None:
             val_data = spec.recipe.dataset(val, config, train=False) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(val, size=config["image_size"], train=False)
+        for dataset in (train_data, val_data):
+            if getattr(dataset, "unreadable", None):
+                err.print(f"note: {dataset.root}: skipped {len(dataset.unreadable)} unreadable files (e.g. {dataset.unreadable[0]})", highlight=False)
         dist = distributed_context(device)
         try:
             settings = TrainSettings(
@@ -360,6 +478,16 @@ def train(
         fail(str(exc.args[0]) if exc.args else str(exc))
     if dist["rank"] == 0:
         print(json.dumps({"model": spec.name, "out": str(out), **result}))
+
+
+def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
+    """A resumed run rebuilds its own networks with its own config: options that would change
+    it are refused rather than silently ignored (only the learning rate may change)."""
+    changed = {key: value for key, value in overrides.items() if key != "lr" and stored.get(key) != value}
+    if changed:
+        given = ", ".join(f"{key}={value}" for key, value in changed.items())
+        has = ", ".join(f"{key}={stored.get(key)}" for key in changed)
+        fail(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
 
 
 def distributed_context(device: str) -> dict:
@@ -441,7 +569,7 @@ def evaluate(
     omega_steps: Annotated[int, typer.Option(min=1, help="Omega: fine-tuning steps per classifier copy (tiny by default; paper 003: 2 epochs).")] = 10,
     omega_images: Annotated[int, typer.Option(min=2, help="Omega: photos the copies are fine-tuned on.")] = 256,
     is_splits: Annotated[int, typer.Option(min=1, help="Inception Score splits.")] = 10,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (the table goes to stderr); `--json > scores.json` keeps them.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (table, bar charts, sample photos) into this folder.")] = None,
     report_samples: Annotated[int, typer.Option(min=0, help="Photos shown side by side in the report.")] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
@@ -453,7 +581,7 @@ def evaluate(
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .evaluate import EvalSettings, EvaluationError, print_table, write_json, write_report
+    from .evaluate import EvalSettings, EvaluationError, print_table, write_report
     from .evaluate import evaluate as run_evaluation
 
     if data is None:
@@ -465,15 +593,15 @@ def evaluate(
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns, console=err, disable=quiet, transient=True) as progress:
+        with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     log=lambda message: progress.console.print(message, highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
-    print_table(result, Console())
-    if json_path is not None:
-        err.print(f"results: {write_json(result, json_path)}", highlight=False)
+    print_table(result, err if as_json else Console())
+    if as_json:
+        print(json.dumps(result.to_json(), indent=1))
     if report is not None:
         err.print(f"report: {write_report(result, report)}", highlight=False)
 

@@ -16,7 +16,20 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .imageio import COLOUR_CHROMA_THRESHOLD, ImageReadError, list_image_files, mean_chroma, open_image
+from .imageio import COLOUR_CHROMA_THRESHOLD, ImageReadError, list_image_files, mean_chroma, open_image, probe_image
+
+
+def readable_photos(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(readable, unreadable): each file's header is probed (not decoded), so that a text file
+    named .jpg is left out when the data is listed, not met by a DataLoader worker."""
+    readable, unreadable = [], []
+    for path in files:
+        try:
+            probe_image(path)
+            readable.append(path)
+        except ImageReadError:
+            unreadable.append(path)
+    return readable, unreadable
 
 
 class ColorPhotoDataset(Dataset):
@@ -40,9 +53,10 @@ class ColorPhotoDataset(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such data folder")
-        self.files = list_image_files(self.root)
+        self.files, self.unreadable = readable_photos(list_image_files(self.root))
         if not self.files:
-            raise FileNotFoundError(f"{self.root}: no image files found")
+            skipped = f" ({len(self.unreadable)} unreadable files skipped)" if self.unreadable else ""
+            raise FileNotFoundError(f"{self.root}: no readable photo in this folder{skipped}")
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in self.files if len(p.relative_to(self.root).parts) > 1})
         self.size, self.train, self.scale, self.flip = size, train, scale, flip
         self.skip_grey, self.min_chroma = skip_grey, min_chroma

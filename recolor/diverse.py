@@ -39,8 +39,8 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 from .color import lab_to_rgb
-from .imageio import LoadedImage
-from .inference import Colorizer, join_lightness
+from .imageio import LoadedImage, PhotoLike, as_pil_image, loaded_from_pil
+from .inference import ColorizeResult, Colorizer, join_lightness
 from .registry import get_model_spec
 from .training.recipe import to_ab
 
@@ -118,6 +118,18 @@ class DiverseSampler:
             pictures = [join_lightness(image.lightness, field, self.device) for field in fields]
             results.append(DiverseResult(pictures, samples.labels[index], image.alpha, image.was_colour))
         return results
+
+
+    def sample(self, photo: PhotoLike | Sequence[PhotoLike], k: int = 5, method: str = "topk", seed: int = 0) -> list:
+        """k colorizations of a photo (a path, a PIL image or a numpy array, as
+        :meth:`recolor.inference.Colorizer.colorize` takes) as PIL images, or a list of such lists
+        for a list of photos."""
+        self.check(k, method)
+        photos = list(photo) if isinstance(photo, (list, tuple)) else [photo]
+        loaded = [loaded_from_pil(as_pil_image(item)) for item in photos]
+        pictures = [[ColorizeResult(rgb, result.alpha, result.was_colour).to_pil() for rgb in result.images]
+                     for result in self.sample_loaded(loaded, k, method, seed)]
+        return pictures if isinstance(photo, (list, tuple)) else pictures[0]
 
 
 class MixtureSampler(DiverseSampler):
@@ -343,6 +355,6 @@ def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path
     from .imageio import save_image
 
     for path, picture in zip(paths, result.images):
-        save_image(path, picture, result.alpha, image.icc_profile)
+        save_image(path, picture, result.alpha, image.metadata)
     sheet = contact_sheet(grey_thumbnail(image.lightness, sheet_height), result.images, result.labels, sheet_height, title)
     save_image(sheet_path, np.asarray(sheet))

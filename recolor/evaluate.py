@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -435,6 +435,22 @@ def _load_network(spec: str, role: str, device: torch.device, hint: str, option:
         raise EvaluationError(f"{role}: {exc.args[0]}{hint}") from None
 
 
+def _load_or_skip(load: Callable[[], Any], group: set[str], given: bool, named: set[str], options: list[str], notes: list[str]):
+    """The network that ``group``'s metrics need, or None with those metrics dropped from ``options``
+    and a note saying why: when they came only through ``--metric all`` and no network was
+    passed, an offline machine still gets every metric it can compute. Asked for by name or
+    with a network given, a failure stays an error."""
+    try:
+        return load()
+    except EvaluationError as exc:
+        if given or group & named:
+            raise
+        skipped = [option for option in options if option in group]
+        options[:] = [option for option in options if option not in group]
+        notes.append(f"skipped {', '.join(skipped)}: {exc}")
+        return None
+
+
 def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None = None,
              log: Callable[[str], None] | None = None) -> EvalResult:
     """Score every model and predictions folder (and the baselines) on the photos of ``settings.data``."""
@@ -470,17 +486,19 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
 
     notes: list[str] = []
     classifier = backbone = None
+    named = named_options(settings.metrics)
     if CLASSIFIER_OPTIONS & set(options):
         spec = settings.classifier or "resnet18"
-        classifier = _load_network(spec, "accuracy/CIM/Omega need a classifier", device,
-                                   "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)", "--classifier")
+        classifier = _load_or_skip(lambda: _load_network(spec, "accuracy/CIM/Omega need a classifier", device,
+                                   "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)", "--classifier"),
+                                   CLASSIFIER_OPTIONS, bool(settings.classifier), named, options, notes)
     if BACKBONE_OPTIONS & set(options) and classifier is not None and settings.backbone and settings.backbone == settings.classifier:
         backbone = classifier  # one network for both: its forward pass serves accuracy/CIM and IS/FID alike
     elif BACKBONE_OPTIONS & set(options):
         spec = settings.backbone or "inception_v3"
-        backbone = _load_network(spec, "IS/FID need a backbone", device,
+        backbone = _load_or_skip(lambda: _load_network(spec, "IS/FID need a backbone", device,
                                  "" if settings.backbone else "; any classifier also works offline, e.g. --backbone resnet56-cifar10:PATH (not comparable with published IS/FID)",
-                                 "--backbone")
+                                 "--backbone"), BACKBONE_OPTIONS, bool(settings.backbone), named, options, notes)
 
     # labels: sub-folder names when they name the classifier's classes, else its own prediction on the original
     label_source = None

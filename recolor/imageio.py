@@ -6,12 +6,13 @@ computed in row strips, so a 24-megapixel scan costs about 100 MB of floats, not
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Union
 
 import numpy as np
 import torch
@@ -42,6 +43,53 @@ class ImageReadError(Exception):
     """A file could not be read as an image; the message is one line and names the file."""
 
 
+_ORIENTATION_TAG = 0x0112
+_HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# TIFF tags of EXIF's first IFD that tifffile can carry into a 16-bit TIFF (text ones only)
+# Tags that describe one file's pixel layout, not the photo: a TIFF's own EXIF (its first IFD)
+# holds them, and copied onto another file they would describe the wrong strips
+_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 296, 317, 320,
+                322, 323, 324, 325, 338, 339, 340, 341, 513, 514, 530, 531, 532, 34675}
+_TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, copyright
+
+
+@dataclass
+class ImageMetadata:
+    """What an archive keeps besides the pixels, carried from the input onto its colorization."""
+
+    exif: Image.Exif | None = field(default=None, repr=False)  # Orientation already reset to 1
+    icc_profile: bytes | None = field(default=None, repr=False)  # RGB profiles only
+    dpi: tuple[float, float] | None = None
+    tiff_compression: str | None = None
+    high_depth: bool = False  # 16 bits (or float) per sample: written as 16 bits where the format allows
+
+
+def rgb_icc_profile(profile: bytes | None) -> bytes | None:
+    """The profile when it describes RGB data, else None: a grey or Lab profile on an RGB output
+    makes colour-managed viewers fail (the ICC header's bytes 16-19 name its colour space)."""
+    return profile if profile and profile[16:20] == b"RGB " else None
+
+
+def image_metadata(image: Image.Image) -> ImageMetadata:
+    """EXIF, RGB ICC profile, DPI, TIFF compression and bit depth of an opened (oriented) image."""
+    try:
+        exif = image.getexif()
+    except Exception:  # noqa: BLE001 - a damaged EXIF block loses the EXIF, not the photo
+        exif = Image.Exif()
+    for tag in _LAYOUT_TAGS & set(exif):
+        del exif[tag]
+    if _ORIENTATION_TAG in exif:
+        exif[_ORIENTATION_TAG] = 1  # the pixels are upright already
+    dpi = image.info.get("dpi")
+    return ImageMetadata(
+        exif=exif if len(exif) else None,
+        icc_profile=rgb_icc_profile(image.info.get("icc_profile")),
+        dpi=(float(dpi[0]), float(dpi[1])) if dpi and all(dpi) else None,
+        tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
+        high_depth=image.mode in _HIGH_DEPTH_MODES,
+    )
+
+
 @dataclass
 class LoadedImage:
     """A photo ready for colorization: its own full-resolution lightness, plus what to restore."""
@@ -50,12 +98,16 @@ class LoadedImage:
     lightness: torch.Tensor  # (1, H, W) float32, CIE L in [0, 100]
     alpha: np.ndarray | None = None  # (H, W) uint8, put back on output
     was_colour: bool = False
-    icc_profile: bytes | None = field(default=None, repr=False)
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as Pillow says it."""
         return self.lightness.shape[-1], self.lightness.shape[-2]
+
+    @property
+    def icc_profile(self) -> bytes | None:
+        return self.metadata.icc_profile
 
 
 def _describe(path: Path | str | None) -> str:
@@ -122,7 +174,7 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             image.info.setdefault("icc_profile", icc_profile)
             return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb)") from None
+        raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb; --max-pixels raises the limit)") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous_limit
 
@@ -189,52 +241,169 @@ def is_colour(image: Image.Image) -> bool:
     return image.mode == "RGB" and mean_chroma(image) > COLOUR_CHROMA_THRESHOLD
 
 
+PhotoLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+def as_pil_image(photo: PhotoLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A photo as the Python API takes it, as an upright Pillow image: a path (decoded, EXIF
+    orientation applied), a Pillow image (its EXIF orientation applied, as for a path), or a
+    numpy array: (H, W) grey uint8 or uint16 (16-bit), (H, W, 3) RGB or (H, W, 4) RGBA uint8, or
+    floats in 0..1 of either shape."""
+    if isinstance(photo, np.ndarray):
+        return _image_from_array(photo)
+    if isinstance(photo, Image.Image):
+        return ImageOps.exif_transpose(photo)
+    if isinstance(photo, (str, os.PathLike)):
+        return open_image(photo, max_pixels=max_pixels)
+    raise TypeError(f"expected a path, a PIL image or a numpy array, not {type(photo).__name__}")
+
+
+def _image_from_array(array: np.ndarray) -> Image.Image:
+    channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
+    if channels not in (1, 3, 4) or (array.ndim == 3 and channels == 1):
+        raise ValueError(f"array of shape {array.shape}: expected (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA")
+    if array.dtype.kind == "f":
+        if channels == 1:
+            return Image.fromarray(np.clip(array, 0, 1).astype(np.float32))  # mode F
+        array = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
+    if array.dtype == np.uint16 and channels == 1:
+        return Image.fromarray(np.ascontiguousarray(array))  # mode I;16
+    if array.dtype != np.uint8:
+        raise ValueError(f"array of dtype {array.dtype}: expected uint8, uint16 (grey) or floats in 0..1")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     image = open_image(path, max_pixels=max_pixels)
     return loaded_from_pil(image, path=Path(path))
 
 
 def loaded_from_pil(image: Image.Image, path: Path | None = None) -> LoadedImage:
-    icc = image.info.get("icc_profile")
+    metadata = image_metadata(image)
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
         raise ImageReadError(f"{_describe(path)}: image has no pixels")
     colour = is_colour(base)
-    return LoadedImage(path=path, lightness=lightness_of(image_to_array(base)), alpha=alpha, was_colour=colour, icc_profile=icc)
+    return LoadedImage(path=path, lightness=lightness_of(image_to_array(base)), alpha=alpha, was_colour=colour, metadata=metadata)
+
+
+def extension_format(extension: str) -> str:
+    """Pillow's format name for an output extension ('.jpg' -> 'JPEG'), or ValueError."""
+    if extension.lower() not in _FORMAT_BY_EXTENSION:
+        raise ValueError(f"unsupported output extension '{extension}' (use one of {', '.join(sorted(_FORMAT_BY_EXTENSION))})")
+    return _FORMAT_BY_EXTENSION[extension.lower()]
 
 
 def output_format(path: str | Path) -> str:
-    ext = Path(path).suffix.lower()
-    if ext not in _FORMAT_BY_EXTENSION:
-        raise ValueError(f"{path}: unsupported output extension '{ext}' (use one of {', '.join(sorted(_FORMAT_BY_EXTENSION))})")
-    return _FORMAT_BY_EXTENSION[ext]
+    try:
+        return extension_format(Path(path).suffix)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def save_image(
     path: str | Path,
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
-    icc_profile: bytes | None = None,
+    metadata: ImageMetadata | None = None,
     quality: int = 95,
 ) -> Path:
-    """Write (H, W, 3) uint8 RGB atomically; the format follows the extension.
+    """Write (H, W, 3) uint8 or uint16 RGB atomically; the format follows the extension.
 
-    The image is written to a temporary file in the destination folder and renamed over the
-    target, so a crash never leaves a half-written file under the final name.
+    ``metadata`` (EXIF, RGB ICC profile, DPI, TIFF compression) is written where the format
+    holds it. uint16 pixels stay 16-bit in PNG and TIFF (opaque ones: Pillow holds no 16-bit
+    RGB, so pypng and tifffile write them) and are reduced to 8 bits elsewhere. Where the
+    format has no alpha channel, a transparent image is flattened onto white (the pixels hidden
+    under transparency are never shown). The image is written to a temporary file in the
+    destination folder and renamed over the target, so a crash never leaves a half-written file.
     """
     path = Path(path)
     fmt = output_format(path)
-    image = Image.fromarray(rgb, mode="RGB")
-    if alpha is not None and fmt in _FORMATS_WITH_ALPHA:
-        image.putalpha(Image.fromarray(alpha, mode="L"))
+    metadata = metadata or ImageMetadata()
+    if alpha is not None and fmt not in _FORMATS_WITH_ALPHA:
+        rgb, alpha = flatten_onto_white(rgb, alpha), None
+    if rgb.dtype == np.uint16 and (fmt not in ("PNG", "TIFF") or alpha is not None):
+        rgb = to_8_bits(rgb)
+    with _atomic_file(path) as handle:
+        if rgb.dtype == np.uint16:
+            (_save_png_16 if fmt == "PNG" else _save_tiff_16)(handle, rgb, metadata)
+        else:
+            _save_with_pillow(handle, fmt, rgb, alpha, metadata, quality)
+    return path
+
+
+def to_8_bits(rgb: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 by rounding (65535 / 257 = 255)."""
+    return ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def flatten_onto_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite (H, W, 3) over white with an (H, W) uint8 alpha, keeping rgb's dtype."""
+    peak = float(np.iinfo(rgb.dtype).max)
+    opacity = alpha.astype(np.float32)[..., None] / 255.0
+    return np.round(rgb * opacity + peak * (1.0 - opacity)).astype(rgb.dtype)
+
+
+def _pillow_options(fmt: str, metadata: ImageMetadata, quality: int) -> dict:
+    """Pillow's save keywords for the metadata this format can hold."""
     options: dict = {}
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
-    if icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
-        options["icc_profile"] = icc_profile
-    with _atomic_file(path) as handle:
-        image.save(handle, format=fmt, **options)
-    return path
+    if metadata.icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+        options["icc_profile"] = metadata.icc_profile
+    if metadata.exif is not None and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+        options["exif"] = metadata.exif
+    if metadata.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
+        # JPEG stores whole dots per inch; PNG's metres make 300 dpi read back as 299.9994
+        options["dpi"] = tuple(round(d) for d in metadata.dpi) if fmt == "JPEG" else metadata.dpi
+    if fmt == "TIFF" and metadata.tiff_compression not in (None, "raw", "jpeg"):
+        options["compression"] = metadata.tiff_compression  # Pillow writes what it read
+    return options
+
+
+def _save_with_pillow(handle: IO[bytes], fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, metadata: ImageMetadata, quality: int) -> None:
+    image = Image.fromarray(rgb, mode="RGB")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha, mode="L"))
+    image.save(handle, format=fmt, **_pillow_options(fmt, metadata, quality))
+
+
+_PNG_METADATA_CHUNKS = {b"iCCP", b"pHYs", b"eXIf"}
+
+
+def _save_png_16(handle: IO[bytes], rgb: np.ndarray, metadata: ImageMetadata) -> None:
+    """16-bit RGB PNG: pixels by pypng, metadata chunks as Pillow encodes them (on a 1x1 image)."""
+    import png
+
+    height, width = rgb.shape[:2]
+    pixels = io.BytesIO()
+    png.Writer(width, height, greyscale=False, bitdepth=16).write_array(pixels, rgb.reshape(-1))
+    chunks = list(png.Reader(bytes=pixels.getvalue()).chunks())
+    carrier = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(carrier, format="PNG", **_pillow_options("PNG", metadata, 95))
+    extra = [c for c in png.Reader(bytes=carrier.getvalue()).chunks() if c[0] in _PNG_METADATA_CHUNKS]
+    png.write_chunks(handle, chunks[:1] + extra + chunks[1:])  # IHDR first, then metadata before IDAT
+
+
+_TIFFFILE_COMPRESSION = {"tiff_adobe_deflate": "zlib", "tiff_deflate": "zlib", "tiff_lzw": "zlib", "packbits": "zlib"}
+
+
+def _save_tiff_16(handle: IO[bytes], rgb: np.ndarray, metadata: ImageMetadata) -> None:
+    """16-bit RGB TIFF by tifffile: compressed when the input was (LZW and PackBits as Deflate,
+    lossless all the same, since tifffile encodes those only with imagecodecs), DPI, RGB ICC
+    profile and EXIF's text tags (description, date, camera, artist, copyright)."""
+    import tifffile
+
+    exif = metadata.exif or {}
+    tags = [(tag, "s", 0, str(exif[tag]), True) for tag in _TIFF_TEXT_TAGS if isinstance(exif.get(tag), str)]
+    encoded = io.BytesIO()  # tifffile wants a named file or a buffer, not our descriptor
+    tifffile.imwrite(
+        encoded, rgb, photometric="rgb",
+        compression=_TIFFFILE_COMPRESSION.get(metadata.tiff_compression or ""),
+        resolution=metadata.dpi, resolutionunit="INCH" if metadata.dpi else None,
+        iccprofile=metadata.icc_profile, extratags=tags, metadata=None, software=None,
+    )
+    handle.write(encoded.getbuffer())
 
 
 def _current_umask() -> int:

@@ -29,7 +29,8 @@ from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, image_to_array, lightness_of, open_image, split_alpha,
+    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image, image_metadata,
+    image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
 )
 from .registry import ModelSpec, get_model_spec
 from .training.loop import resolve_device, resolve_precision
@@ -70,8 +71,14 @@ def find_weights(name_or_path: str | Path) -> Path:
 
 
 def input_size(config: dict, generator: torch.nn.Module, requested: int | None) -> int:
-    size = int(requested or config.get("image_size", 256))
+    """The model's square input side: ``requested`` (or the model's own) rounded to the network's
+    multiple; a ValueError for a size the network cannot take at all."""
+    own = int(config.get("image_size", 256))
     multiple = int(getattr(generator, "multiple", 1))
+    if requested is not None and not multiple <= requested <= 8 * max(own, multiple):
+        raise ValueError(f"--size {requested}: this model takes {multiple} to {8 * max(own, multiple)} pixels "
+                         f"(a multiple of {multiple}; its own is {own})")
+    size = int(requested or own)
     if size % multiple:
         size = max(multiple, round(size / multiple) * multiple)
     return size
@@ -79,12 +86,13 @@ def input_size(config: dict, generator: torch.nn.Module, requested: int | None) 
 
 @dataclass
 class ColorizeResult:
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8, or uint16 for a 16-bit input
     alpha: np.ndarray | None
     was_colour: bool
 
     def to_pil(self) -> Image.Image:
-        image = Image.fromarray(self.rgb, mode="RGB")
+        """8-bit RGB(A): Pillow holds no 16-bit RGB (``save_image`` writes the 16-bit data)."""
+        image = Image.fromarray(to_8_bits(self.rgb) if self.rgb.dtype == np.uint16 else self.rgb, mode="RGB")
         if self.alpha is not None:
             image.putalpha(Image.fromarray(self.alpha, mode="L"))
         return image
@@ -96,19 +104,24 @@ class DecodedPhoto:
 
     ``pixels`` is uint8 (H, W, C), C = 1 (grey) or 3 (sRGB), rows as Pillow decoded them (in
     pinned memory when bound for a GPU); for 16-bit and float sources it is instead the float32
-    CIE L plane (H, W, 1), computed on the CPU by :func:`recolor.imageio.lightness_of`.
+    CIE L plane (H, W, 1), computed on the CPU by :func:`recolor.imageio.lightness_of`, and
+    the colorization comes out 16 bits per channel.
     """
 
     path: Path | None
     pixels: torch.Tensor
     alpha: np.ndarray | None = None
     was_colour: bool = False
-    icc_profile: bytes | None = field(default=None, repr=False)
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as Pillow says it."""
         return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def icc_profile(self) -> bytes | None:
+        return self.metadata.icc_profile
 
 
 def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_memory: bool = False) -> DecodedPhoto:
@@ -117,7 +130,7 @@ def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_mem
 
 
 def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
-    icc = image.info.get("icc_profile")
+    metadata = image_metadata(image)
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
         raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
@@ -128,7 +141,7 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
         pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
         if pin_memory:
             pixels = pixels.pin_memory()
-    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, icc_profile=icc)
+    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata)
 
 
 def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
@@ -215,8 +228,23 @@ class Colorizer:
         return cls(spec, config, generator, source=checkpoint.path, **kwargs)
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, **kwargs) -> "Colorizer":
-        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **kwargs)
+    def load(cls, model: str | Path = DEFAULT_MODEL, **options) -> "Colorizer":
+        """A model by name (its shipped weights: effnet-unet, the default; pix2pix, resnet18, ...) or a ``.safetensors`` checkpoint.
+
+        Options:
+            device: "auto" (CUDA when present, else the CPU), "cpu", "cuda", "cuda:1".
+            size: the side of the square the network sees (default: the model's own; rounded to
+                the network's multiple). It changes the colours a lot, not only the speed: see
+                README.md, ``--size``.
+            precision: "auto" (bf16 on CPUs with native bf16, else fp32; bf16/fp16 on CUDA), "fp32", "bf16", "fp16".
+            chroma: scales the predicted colour, 0 (grey) to 2; 1 is the model's own.
+            compile: torch.compile the network (pays off on long GPU runs).
+            channels_last: the network's memory layout (default True, faster on CPUs and GPUs).
+
+        Raises KeyError (unknown model name), CheckpointError (missing or unusable file) and
+        ValueError (a bad option), each with a one-line message.
+        """
+        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **options)
 
     @property
     def name(self) -> str:
@@ -253,7 +281,8 @@ class Colorizer:
 
     @torch.no_grad()
     def colorize_photos(self, photos: Sequence[DecodedPhoto]) -> tuple[list[torch.Tensor], Any]:
-        """Colorize a batch of photos of any sizes: uint8 RGB (H, W, 3) host tensors, one per photo.
+        """Colorize a batch of photos of any sizes: RGB (H, W, 3) host tensors, one per photo, uint8
+        (uint16 for the photos decoded at 16 bits or more: their lightness keeps its depth).
 
         Every per-pixel step runs on the model's device. On CUDA the results are copied back
         without blocking into pinned memory: the second value is an event to ``synchronize()``
@@ -265,7 +294,8 @@ class Colorizer:
         ab_small = self.predict_ab(torch.stack([self.input_from_lightness(plane) for plane in lightness]))
         outputs, ready = [], None
         for index, field_small in enumerate(ab_small):
-            out, ready = join_to_host(lightness[index], field_small, self.device)
+            depth = torch.uint8 if photos[index].pixels.dtype == torch.uint8 else torch.uint16
+            out, ready = join_to_host(lightness[index], field_small, self.device, dtype=depth)
             lightness[index] = None  # the full-size plane can go as soon as it is joined
             outputs.append(out)
         return outputs, ready
@@ -276,13 +306,23 @@ class Colorizer:
         ab_small = self.predict_ab(torch.stack([self.model_input(image) for image in images]))
         return [ColorizeResult(join_lightness(image.lightness, ab, self.device), image.alpha, image.was_colour) for image, ab in zip(images, ab_small)]
 
-    def colorize(self, image: Image.Image | str | Path) -> Image.Image:
-        """Colorize one photo (a PIL image or a path); returns a PIL image of the same size."""
-        photo = photo_from_pil(image) if isinstance(image, Image.Image) else decode_photo(image)
-        (rgb,), ready = self.colorize_photos([photo])
-        if ready is not None:
-            ready.synchronize()
-        return ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil()
+    def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8) -> Image.Image | list[Image.Image]:
+        """Colorize a photo (a path, a PIL image or a numpy array: see :func:`recolor.imageio.as_pil_image`)
+        into a PIL image of the same size (RGBA when it had alpha), or a list of photos into a list
+        of images, ``batch_size`` at a time through the network."""
+        if isinstance(photo, (list, tuple)):
+            return self.colorize_many(photo, batch_size)
+        return self.colorize_many([photo])[0]
+
+    def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8) -> list[Image.Image]:
+        images = []
+        for batch in iter_batches(photos, batch_size):
+            decoded = [photo_from_pil(as_pil_image(item), Path(item) if isinstance(item, (str, os.PathLike)) else None) for item in batch]
+            outputs, ready = self.colorize_photos(decoded)
+            if ready is not None:
+                ready.synchronize()
+            images += [ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil() for rgb, photo in zip(outputs, decoded)]
+        return images
 
 
 def join_lightness(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
@@ -297,8 +337,10 @@ def join_lightness(lightness: torch.Tensor, ab_small: torch.Tensor, device: torc
     return out.numpy()
 
 
-def join_to_host(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device, pin_memory: bool | None = None) -> tuple[torch.Tensor, Any]:
-    """The join on ``device``, written strip by strip into a host uint8 (H, W, 3) tensor.
+def join_to_host(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device, pin_memory: bool | None = None,
+                 dtype: torch.dtype = torch.uint8) -> tuple[torch.Tensor, Any]:
+    """The join on ``device``, written strip by strip into a host (H, W, 3) tensor of ``dtype``
+    (uint8, or uint16: the float Lab->RGB conversion rounded to 16 bits, not 8-bit data scaled).
 
     Returns the host tensor and, on CUDA, an event that completes when the last (non-blocking,
     pinned) copy has landed; None elsewhere. ``lightness`` may live on the CPU or on the device.
@@ -309,7 +351,8 @@ def join_to_host(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.
     height, width = lightness.shape[-2:]
     cuda = device.type == "cuda"
     pin_memory = cuda if pin_memory is None else pin_memory
-    out = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=pin_memory)
+    out = torch.empty((height, width, 3), dtype=dtype, pin_memory=pin_memory)
+    peak = 65535.0 if dtype == torch.uint16 else 255.0
     # a channels_last model hands back interleaved ab: the passes below want plain rows
     ab = denormalize_ab(ab_small.to(device, non_blocking=True).float()).contiguous()
     rows_small = ab.shape[-2]
@@ -320,7 +363,7 @@ def join_to_host(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         ab_strip = torch.lerp(ab_rows[:, top_index[top:bottom]], ab_rows[:, bottom_index[top:bottom]], weight[top:bottom, None])
-        strip = lab_to_srgb_uint8(lightness[0, top:bottom].to(device, non_blocking=True).float(), ab_strip, matrix)
+        strip = lab_to_srgb_levels(lightness[0, top:bottom].to(device, non_blocking=True).float(), ab_strip, matrix, peak).to(dtype)
         out[top:bottom].copy_(strip, non_blocking=cuda and pin_memory)
     ready = None
     if cuda:
@@ -348,11 +391,11 @@ def _rgb_from_xyz(device: torch.device) -> torch.Tensor:
     return _MATRICES[device]
 
 
-def lab_to_srgb_uint8(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """L (r, W) and ab (2, r, W) in Lab units -> uint8 sRGB (r, W, 3).
+def lab_to_srgb_levels(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
+    """L (r, W) and ab (2, r, W) in Lab units -> sRGB levels 0..peak (r, W, 3), rounded, float.
 
-    The formulas and gamut clipping of :func:`recolor.color.lab_to_rgb` then ``round(255 * rgb)``
-    in fewer, cheaper passes (measured 1.2x): the white point sits in the matrix and 255 in the
+    The formulas and gamut clipping of :func:`recolor.color.lab_to_rgb` then ``round(peak * rgb)``
+    in fewer, cheaper passes (measured 1.2x): the white point sits in the matrix and the peak in the
     gamma curve, and both piecewise curves avoid ``where``. CIE's linear piece is the tangent of
     f^3 at the threshold f0, so f^3 for f > f0 and the tangent below is tangent(f) +
     (m^3 - tangent(m)) with m = max(f, f0); sRGB's linear piece lies above its power curve past
@@ -364,9 +407,9 @@ def lab_to_srgb_uint8(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.T
     m = f.clamp_min(_F_THRESHOLD)
     t = (m * m * m).sub_((m - 16.0 / 116.0).div_(_KAPPA)).add_((f - 16.0 / 116.0).div_(_KAPPA))
     linear = torch.einsum("ij,jhw->ihw", matrix, t).clamp_(0.0, 1.0)
-    straight = linear * (12.92 * 255.0)
-    curved = linear.clamp_min_(0.0031308).pow_(1 / 2.4).mul_(1.055 * 255.0).sub_(0.055 * 255.0)
-    return torch.minimum(curved, straight).round_().to(torch.uint8).permute(1, 2, 0)
+    straight = linear * (12.92 * peak)
+    curved = linear.clamp_min_(0.0031308).pow_(1 / 2.4).mul_(1.055 * peak).sub_(0.055 * peak)
+    return torch.minimum(curved, straight).round_().permute(1, 2, 0)
 
 
 def _lightness_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from PIL import Image
 
-from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, save_image
+from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, save_image
 from .inference import Colorizer, DecodedPhoto, decode_photo
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
@@ -101,8 +102,10 @@ class PixelBudget:
 def header_pixels(path: Path) -> int:
     """Width x height from the file's header alone (0 when it cannot be read: decoding will say why)."""
     try:
-        with Image.open(path) as image:
-            return image.width * image.height
+        with warnings.catch_warnings():  # the size is checked where the file is decoded (--max-pixels)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.width * image.height
     except Exception:  # noqa: BLE001 - any failure is reported by the decode step, with its reason
         return 0
 
@@ -123,20 +126,20 @@ class _Written:
     width: int
     height: int
     alpha: object
-    icc_profile: bytes | None
+    metadata: ImageMetadata
     was_colour: bool
 
     @classmethod
     def of(cls, photo: DecodedPhoto) -> "_Written":
         width, height = photo.size
-        return cls(width, height, photo.alpha, photo.icc_profile, photo.was_colour)
+        return cls(width, height, photo.alpha, photo.metadata, photo.was_colour)
 
 
 def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: PixelBudget, pixels: int) -> ColorizeOutcome:
     try:
         if ready is not None:
             ready.synchronize()  # the non-blocking copy from the GPU has landed
-        save_image(job.target, rgb.numpy(), info.alpha, info.icc_profile)
+        save_image(job.target, rgb.numpy(), info.alpha, info.metadata)
         return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour)
     except (OSError, ValueError) as exc:
         return ColorizeOutcome(job, error=f"{job.target}: could not write ({exc})")

@@ -15,6 +15,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 Config = dict[str, Any]
@@ -40,6 +41,21 @@ class ModelSpec:
                 raise KeyError(f"model '{self.name}' has no config key '{key}' (known: {known})")
             merged[key] = value
         return merged
+
+    def check_image_size(self, config: Config) -> None:
+        """ValueError, before any work, when the network cannot take ``image_size`` x ``image_size``
+        inputs; the message says which ``--set`` makes it fit. (The network is built on the meta
+        device: shapes only, no memory.)"""
+        with torch.device("meta"):
+            multiple = int(getattr(self.build(config), "multiple", 1))
+        size = int(config["image_size"])
+        if size >= multiple and size % multiple == 0:
+            return
+        hint = f"use a --size that is a multiple of {multiple}"
+        depth = min(int(config.get("num_downs", 0)), (size & -size).bit_length() - 1)  # 2**depth divides size
+        if depth >= 2:  # a U-Net of that depth fits
+            hint = f"--set num_downs={depth} fits --size {size}, or {hint}"
+        raise ValueError(f"--size {size}: '{self.name}' with its config needs a multiple of {multiple} ({hint})")
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -108,11 +108,21 @@ class TrainSettings:
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto, cpu, cuda, cuda:N (or mps where torch has it), or a one-line ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: unknown device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
+        raise ValueError(f"--device {name} was asked for but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: this machine has no Apple MPS device (use auto, cpu, cuda or cuda:N)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
     return device
 
 
