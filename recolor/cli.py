@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,23 +16,35 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize greyscale photos with deep generative models.")
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
 
 
+def shown(text: object) -> str:
+    """Text (paths above all) safe to print through rich: markup escaped, line breaks visible as \\n."""
+    return escape(str(text).replace("\n", "\\n").replace("\r", "\\r"))
+
+
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {shown(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def real(path: Path) -> Path:
+    """The path with links resolved; never raises (Path.resolve raises on a symlink loop)."""
+    return Path(os.path.realpath(path))
 
 
 # --- inputs and outputs ---------------------------------------------------------------------
 
-def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
+def expand_inputs(inputs: list[str], out_dir: Path, problems: list[str] | None = None) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) for files, folders (recursive) and globs.
 
     A folder scan leaves out the output folder when it sits inside the scanned folder, so a
-    second run never colorizes the first run's outputs.
+    second run never colorizes the first run's outputs. Folders that cannot be read are named
+    in ``problems``.
     """
     from .imageio import list_image_files
 
@@ -39,10 +52,10 @@ def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            inside = out_dir != path.resolve() and path.resolve() in out_dir.parents
-            found += [(f, f.relative_to(path)) for f in list_image_files(path, all_files=True)
-                      if not (inside and out_dir in f.resolve().parents)]
-        elif path.exists():
+            inside = out_dir != real(path) and real(path) in out_dir.parents
+            found += [(f, f.relative_to(path)) for f in list_image_files(path, all_files=True, unreadable=problems)
+                      if not (inside and out_dir in real(f).parents)]
+        elif path.exists() or path.is_symlink():
             found.append((path, Path(path.name)))
         elif glob.has_magic(item):
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
@@ -50,6 +63,14 @@ def expand_inputs(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
         else:
             found.append((path, Path(path.name)))  # reported as "no such file" per file
     return found
+
+
+def clean_output_folders(targets: list[Path]) -> None:
+    """Remove temporary files that killed earlier runs left in the folders about to be written."""
+    from .imageio import remove_stale_temp_files
+
+    for folder in {target.parent for target in targets}:
+        remove_stale_temp_files(folder)
 
 
 def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None, in_place: bool) -> Path:
@@ -75,6 +96,27 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
         if suffix or in_place:
             raise ValueError(f"{source}: {unwritable}") from None
         return target.with_suffix(".png")
+
+
+def output_problem(source: Path, target: Path, inputs_of_run: set[Path], in_place: bool) -> str | None:
+    """Why ``source`` may not be written to ``target`` (one line naming it), or None.
+
+    Unless ``--in-place``, no output may land on any input of the run (not only its own source):
+    ``-o`` = the input folder with ``--format png`` would otherwise replace ``x.png`` with
+    ``x.jpg``'s result.
+    """
+    from .imageio import file_problem
+
+    problem = file_problem(source)
+    if problem:
+        return f"{source}: {problem}"
+    if in_place:
+        return None
+    if real(target) == real(source):
+        return f"{source}: output would overwrite the input (use another --output or --in-place)"
+    if real(target) in inputs_of_run:
+        return f"{source}: output {target} would overwrite another input (use another --output)"
+    return None
 
 
 @app.command()
@@ -110,9 +152,10 @@ def colorize(
             output_format("x" + suffix)
         except ValueError as exc:
             fail(str(exc).removeprefix("x: "))
-    out_dir = output.resolve()
-    files = expand_inputs(inputs, out_dir)
-    if not files:
+    out_dir = real(output)
+    unreadable: list[str] = []
+    files = expand_inputs(inputs, out_dir, unreadable)
+    if not files and not unreadable:
         fail("no input files found")
     try:
         colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma)
@@ -122,6 +165,7 @@ def colorize(
     records: list[dict] = []
     told_colour = False
     claimed: dict[Path, Path] = {}
+    inputs_of_run = {real(source) for source, _ in files}
 
     def emit(record: dict) -> None:
         nonlocal told_colour
@@ -129,11 +173,15 @@ def colorize(
         if as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
-            err.print(f"[red]failed:[/] {record['error']}", highlight=False)
+            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
+        if record.get("note"):
+            err.print(f"note: {shown(record['note'])}", highlight=False)
         if record.get("was_colour") and not told_colour:
             told_colour = True
             err.print("note: some inputs are already in colour; they are colorized from their lightness only", highlight=False)
 
+    for problem in unreadable:
+        emit({"input": problem.partition(": ")[0], "output": None, "status": "error", "error": problem})
     todo = []
     for source, relative in files:
         try:
@@ -142,16 +190,18 @@ def colorize(
             emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
             continue
         record = {"input": str(source), "output": str(target), "status": "ok"}
-        if target.resolve() == source.resolve() and not in_place:
-            emit(record | {"status": "error", "error": f"{source}: output would overwrite the input (use another --output or --in-place)"})
-        elif target.resolve() in claimed:
-            emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[target.resolve()]}"})
+        problem = output_problem(source, target, inputs_of_run, in_place)
+        if problem:
+            emit(record | {"status": "error", "error": problem})
+        elif real(target) in claimed:
+            emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[real(target)]}"})
         elif target.exists() and not overwrite and not in_place:
-            claimed[target.resolve()] = source
+            claimed[real(target)] = source
             emit(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
         else:
-            claimed[target.resolve()] = source
+            claimed[real(target)] = source
             todo.append((source, target, record))
+    clean_output_folders([target for _, target, _ in todo])
 
     columns = [TextColumn("colorize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     started = time.perf_counter()
@@ -162,13 +212,14 @@ def colorize(
         for outcome in colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers):
             record = outcome.job.tag
             if outcome.ok:
-                emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour})
+                emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour}
+                     | ({"note": outcome.note} if outcome.note else {}))
             else:
                 emit(record | {"status": "error", "error": outcome.error})
             progress.advance(task)
     counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
     seconds = time.perf_counter() - started
-    summary = f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {seconds:.1f} s with {colorizer.name} -> {out_dir if not in_place else 'inputs'}"
+    summary = f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {seconds:.1f} s with {colorizer.name} -> {shown(out_dir) if not in_place else 'inputs'}"
     err.print(summary, highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
@@ -196,69 +247,99 @@ def sample_diverse(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .checkpoint import CheckpointError
-    from .diverse import load_sampler, output_paths, save_diverse
-    from .imageio import ImageReadError, load_image, output_format
+    from .diverse import load_sampler
+    from .imageio import output_format
     from .inference import iter_batches
 
     suffix = "." + fmt.lower().lstrip(".") if fmt else None
+    unreadable: list[str] = []
     try:
         if suffix:
             output_format("x" + suffix)
-        files = expand_inputs(inputs, output.resolve())
-        if not files:
+        files = expand_inputs(inputs, real(output), unreadable)
+        if not files and not unreadable:
             fail("no input files found")
         sampler = load_sampler(model, device=device, precision=precision, draws=draws)
         sampler.check(k, method)
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]).removeprefix(f"x{suffix}: ") if exc.args else str(exc))
-    records: list[dict] = []
+    records: list[dict] = [{"input": problem.partition(": ")[0], "outputs": [], "sheet": None, "status": "error", "error": problem}
+                           for problem in unreadable]
     claimed: set[Path] = set()
+    inputs_of_run = {real(source) for source, _ in files}
     todo = []
     for source, relative in files:
         try:
-            paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
+            paths, sheet = diverse_outputs(plan_output(source, relative, output, suffix, False), source, k, claimed)
         except ValueError as exc:
             records.append({"input": str(source), "outputs": [], "sheet": None, "status": "error", "error": str(exc)})
             continue
         record = {"input": str(source), "outputs": [str(p) for p in paths], "sheet": str(sheet), "status": "ok"}
-        resolved = {p.resolve() for p in (*paths, sheet)}
-        problem = "an output would overwrite the input" if source.resolve() in resolved else None
-        problem = problem or ("another input has the same outputs" if resolved & claimed else None)
+        problem = next(filter(None, (output_problem(source, p, inputs_of_run, False) for p in (*paths, sheet))), None)
         if problem:
-            records.append(record | {"status": "error", "error": f"{source}: {problem}"})
-        elif not overwrite and any(p.exists() for p in resolved):
+            records.append(record | {"status": "error", "error": problem})
+        elif not overwrite and all(p.exists() for p in (*paths, sheet)):
+            # done only when every sample and the sheet exist: a killed run left a partial set to redo
             records.append(record | {"status": "skipped", "reason": "outputs exist (use --overwrite)"})
         else:
             todo.append((source, paths, sheet, record))
-        claimed |= resolved
+        claimed |= {real(p) for p in (*paths, sheet)}
+    clean_output_folders([sheet for _, _, sheet, _ in todo])
     started = time.perf_counter()
     columns = [TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err, disable=quiet or not todo, transient=True) as progress:
         task = progress.add_task("sample", total=len(todo))
         for batch in iter_batches(todo, batch_size):
-            loaded, pending = [], []
-            for source, paths, sheet, record in batch:
-                try:
-                    loaded.append(load_image(source))
-                    pending.append((paths, sheet, record))
-                except ImageReadError as exc:
-                    records.append(record | {"status": "error", "error": str(exc)})
-            for image, result, (paths, sheet, record) in zip(loaded, sampler.sample_loaded(loaded, k, method, seed), pending):
-                try:
-                    save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
-                    records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
-                except (OSError, ValueError) as exc:
-                    records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
+            records += sample_batch(sampler, batch, k, method, seed)
             progress.advance(task, len(batch))
     for record in records:
         if as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
-            err.print(f"[red]failed:[/] {record['error']}", highlight=False)
+            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
     counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
     err.print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
-              f"{time.perf_counter() - started:.1f} s with {sampler.name} -> {output}", highlight=False)
+              f"{time.perf_counter() - started:.1f} s with {shown(sampler.name)} -> {shown(output)}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
+
+
+def diverse_outputs(target: Path, source: Path, k: int, claimed: set[Path]) -> tuple[list[Path], Path]:
+    """The k sample paths and the sheet of one photo; a photo whose names another input of the run
+    already has (``p.jpg`` beside ``p.png`` share ``p_sheet.png``) gets its extension in them."""
+    from .diverse import output_paths
+
+    paths, sheet = output_paths(target, k)
+    if claimed & {real(p) for p in (*paths, sheet)}:
+        paths, sheet = output_paths(target.with_name(f"{target.stem}_{source.suffix.lstrip('.').lower()}{target.suffix}"), k)
+    if claimed & {real(p) for p in (*paths, sheet)}:
+        raise ValueError(f"{source}: another input has the same outputs")
+    return paths, sheet
+
+
+def sample_batch(sampler, batch: list, k: int, method: str, seed: int) -> list[dict]:
+    """Sample and save one batch of (source, paths, sheet, record); a record per photo, errors named."""
+    from .diverse import save_diverse
+    from .imageio import ImageReadError, load_image
+
+    records, loaded, pending = [], [], []
+    for source, paths, sheet, record in batch:
+        try:
+            loaded.append(load_image(source))
+            pending.append((paths, sheet, record))
+        except ImageReadError as exc:
+            records.append(record | {"status": "error", "error": str(exc)})
+    try:
+        results = sampler.sample_loaded(loaded, k, method, seed)
+    except (RuntimeError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return records + [record | {"status": "error", "error": f"{record['input']}: sampling failed ({message})"} for _, _, record in pending]
+    for image, result, (paths, sheet, record) in zip(loaded, results, pending):
+        try:
+            save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
+            records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
+        except (OSError, ValueError) as exc:
+            records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
+    return records
 
 
 # --- training -------------------------------------------------------------------------------
@@ -356,6 +437,8 @@ def train(
             end_distributed(dist)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
+    except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good
+        fail(f"{exc.filename or out}: {exc.strerror or exc} (the last checkpoint in {out} is intact; --resume continues from it)", 1)
     if dist["rank"] == 0:
         print(json.dumps({"model": spec.name, "out": str(out), **result}))
 
@@ -466,17 +549,22 @@ def evaluate(
         with Progress(*columns, console=err, disable=quiet, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
-                                    log=lambda message: progress.console.print(message, highlight=False))
+                                    log=lambda message: progress.console.print(shown(message), highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
     print_table(result, Console())
     if json_path is not None:
-        err.print(f"results: {write_json(result, json_path)}", highlight=False)
+        err.print(f"results: {shown(write_json(result, json_path))}", highlight=False)
     if report is not None:
-        err.print(f"report: {write_report(result, report)}", highlight=False)
+        err.print(f"report: {shown(write_report(result, report))}", highlight=False)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: temporary files are removed, finished outputs stay
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint_header
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, image_to_array, lightness_of, open_image, split_alpha,
+    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageReadError, LoadedImage, image_to_array, lightness_of, open_image,
+    rgb_icc_profile, split_alpha,
 )
 from .registry import ModelSpec, get_model_spec
 from .training.loop import resolve_device, resolve_precision
@@ -76,6 +77,29 @@ def input_size(config: dict, generator: torch.nn.Module, requested: int | None) 
     return size
 
 
+def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, dict]:
+    """The model spec and full config of a checkpoint (tensors loaded or header only), or CheckpointError.
+
+    The config's values are checked against the model's defaults, and the generator's tensor
+    shapes in the file against a build on the meta device, before anything is allocated.
+    """
+    try:
+        spec = get_model_spec(checkpoint.model)
+        config = spec.config(checkpoint.config)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint.path}: {exc.args[0] if exc.args else exc}") from None
+    stored, expected = checkpoint.generator_state(checkpoint.shapes), spec.state_shapes(config)
+    if stored != expected:
+        wrong = sorted(set(stored) ^ set(expected)) or sorted(key for key in stored if stored[key] != expected[key])
+        raise CheckpointError(f"{checkpoint.path}: tensors do not fit model '{spec.name}' with its stored config "
+                              f"({len(wrong)} differ, first '{wrong[0]}')")
+    return spec, config
+
+
+class NonFiniteOutputError(ValueError):
+    """The model produced NaN or infinite colour (corrupt weights, numeric overflow)."""
+
+
 @dataclass
 class ColorizeResult:
     rgb: np.ndarray  # (H, W, 3) uint8
@@ -103,6 +127,7 @@ class DecodedPhoto:
     alpha: np.ndarray | None = None
     was_colour: bool = False
     icc_profile: bytes | None = field(default=None, repr=False)
+    frames: int = 1  # an animated GIF/TIFF/WebP: only the first frame is colorized
 
     @property
     def size(self) -> tuple[int, int]:
@@ -116,7 +141,8 @@ def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_mem
 
 
 def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
-    icc = image.info.get("icc_profile")
+    icc = rgb_icc_profile(image.info.get("icc_profile"))
+    frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
         raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
@@ -127,7 +153,7 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
         pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
         if pin_memory:
             pixels = pixels.pin_memory()
-    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, icc_profile=icc)
+    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, icc_profile=icc, frames=frames)
 
 
 def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
@@ -197,17 +223,13 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, **kwargs) -> "Colorizer":
-        try:
-            spec = get_model_spec(checkpoint.model)
-        except KeyError as exc:
-            raise CheckpointError(f"{checkpoint.path}: {exc.args[0]}") from None
-        try:
-            config = spec.config(checkpoint.config)
-        except KeyError as exc:
-            raise CheckpointError(f"{checkpoint.path}: metadata does not match the model ({exc.args[0]})") from None
+        spec, config = checked_model(checkpoint)
+        state = checkpoint.generator_state()
+        if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
+            raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
         generator = spec.build(config)
         try:
-            generator.load_state_dict({k: v.float() for k, v in checkpoint.generator_state().items()})
+            generator.load_state_dict({k: v.float() for k, v in state.items()})
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise CheckpointError(f"{checkpoint.path}: weights do not fit model '{spec.name}' with its stored config ({first})") from None
@@ -215,7 +237,9 @@ class Colorizer:
 
     @classmethod
     def load(cls, model: str | Path = "pix2pix", **kwargs) -> "Colorizer":
-        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **kwargs)
+        path = find_weights(model)
+        checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
+        return cls.from_checkpoint(load_checkpoint(path), **kwargs)
 
     @property
     def name(self) -> str:
@@ -234,6 +258,7 @@ class Colorizer:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             ab = to_ab(self._forward(x), self.spec.output).float()
+        check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
 
     def model_input(self, image: LoadedImage) -> torch.Tensor:
@@ -282,6 +307,12 @@ class Colorizer:
         if ready is not None:
             ready.synchronize()
         return ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil()
+
+
+def check_finite(ab: torch.Tensor) -> None:
+    """Raise NonFiniteOutputError unless every predicted value is finite (NaN would join to black)."""
+    if not bool(torch.isfinite(ab).all()):
+        raise NonFiniteOutputError("the model produced NaN or infinite colour (corrupt weights or numeric overflow; try --precision fp32)")
 
 
 def join_lightness(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from PIL import Image
 
-from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, save_image
+from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, file_problem, save_image
 from .inference import Colorizer, DecodedPhoto, decode_photo
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
@@ -62,6 +62,7 @@ class ColorizeOutcome:
     width: int = 0
     height: int = 0
     was_colour: bool = False
+    note: str | None = None  # one line worth telling even though the file succeeded
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,12 @@ class PixelBudget:
 
 
 def header_pixels(path: Path) -> int:
-    """Width x height from the file's header alone (0 when it cannot be read: decoding will say why)."""
+    """Width x height from the file's header alone (0 when it cannot be read: decoding will say why).
+
+    The file type is checked first: opening a named pipe would wait for a writer forever.
+    """
+    if file_problem(path):
+        return 0
     try:
         with Image.open(path) as image:
             return image.width * image.height
@@ -125,11 +131,13 @@ class _Written:
     alpha: object
     icc_profile: bytes | None
     was_colour: bool
+    note: str | None = None
 
     @classmethod
     def of(cls, photo: DecodedPhoto) -> "_Written":
         width, height = photo.size
-        return cls(width, height, photo.alpha, photo.icc_profile, photo.was_colour)
+        note = f"{photo.path}: {photo.frames} frames, only the first is colorized" if photo.frames > 1 else None
+        return cls(width, height, photo.alpha, photo.icc_profile, photo.was_colour, note)
 
 
 def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: PixelBudget, pixels: int) -> ColorizeOutcome:
@@ -137,7 +145,7 @@ def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: P
         if ready is not None:
             ready.synchronize()  # the non-blocking copy from the GPU has landed
         save_image(job.target, rgb.numpy(), info.alpha, info.icc_profile)
-        return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour)
+        return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour, note=info.note)
     except (OSError, ValueError) as exc:
         return ColorizeOutcome(job, error=f"{job.target}: could not write ({exc})")
     except Exception as exc:  # noqa: BLE001
