@@ -560,11 +560,17 @@ def evaluate(
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # as Ctrl-C: temporary files are removed, finished outputs stay
+    raise KeyboardInterrupt
+
+
+def handle_termination() -> None:
+    """SIGTERM (``kill``, a scheduler's time limit) ends the run as Ctrl-C does: temporary files are
+    removed, finished outputs stay."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_termination()
     app()
 
 

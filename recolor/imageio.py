@@ -144,9 +144,9 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                 image = Image.open(handle)
                 if image.width * image.height > max_pixels:
                     raise Image.DecompressionBombError("too many pixels")
+                frames = getattr(image, "n_frames", 1)  # counting seeks through the file: before the first frame is loaded
                 image.load()
             icc_profile = image.info.get("icc_profile")
-            frames = getattr(image, "n_frames", 1)
             ImageOps.exif_transpose(image, in_place=True)
             image.info.setdefault("icc_profile", icc_profile)
             image.info[FRAMES_INFO] = frames

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoint import EMA_PREFIX, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
-from ..data import make_loader
+from ..data import EpochIndex, make_loader
 from ..imageio import atomic_write_bytes, remove_stale_temp_files, save_image
 from ..registry import Config, get_model_spec
 from .recipe import Batch, Recipe
@@ -74,7 +74,8 @@ class EpochSampler(Sampler[int]):
         return order[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices()[self.skip :])
+        # EpochIndex: ints that also tell the dataset (seed, epoch), to seed the augmentation
+        return iter(EpochIndex(index, self.seed, self.epoch) for index in self.indices()[self.skip :])
 
     def __len__(self) -> int:
         return max(0, math.ceil(self.size / self.num_replicas) - self.skip)
