@@ -299,9 +299,12 @@ def _current_umask() -> int:
 
 
 # Temporary files are named ".NAME.recolor-PID-RANDOM.tmp": a later run removes those whose
-# process is gone (killed with SIGKILL, power cut), and nothing else.
+# process is gone (killed with SIGKILL, power cut), and nothing else. Versions before had no PID
+# (".NAME.RANDOM.tmp", mkstemp's 8 characters): those are removed once an hour old.
 _TEMP_MARK = "recolor-"
 _STALE_TEMP = re.compile(r"^\..+\.recolor-(\d+)-[^.]+\.tmp$")
+_LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_LEGACY_TEMP_AGE_S = 3600
 
 
 @contextlib.contextmanager
@@ -341,12 +344,18 @@ def remove_stale_temp_files(folder: str | Path) -> int:
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            match = _STALE_TEMP.match(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and not _process_alive(int(match.group(1))):
+            if entry.is_file(follow_symlinks=False) and _is_stale_temp(entry):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed += 1
     return removed
+
+
+def _is_stale_temp(entry: os.DirEntry) -> bool:
+    match = _STALE_TEMP.match(entry.name)
+    if match:
+        return not _process_alive(int(match.group(1)))
+    return bool(_LEGACY_TEMP.match(entry.name)) and time.time() - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_TEMP_AGE_S
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

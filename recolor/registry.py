@@ -70,7 +70,7 @@ _MAX_LIST = 64
 
 
 def check_config_value(key: str, value: Any, default: Any) -> None:
-    """Raise ValueError unless ``value`` has the type of ``default`` (ints for floats too) and lies in its range.
+    """Raise ValueError unless ``value`` has the type of ``default`` (numbers for numbers) and lies in its range.
 
     Lists take their default's element type; a None default takes any number, string or None.
     """
@@ -83,23 +83,26 @@ def check_config_value(key: str, value: Any, default: Any) -> None:
     if default is None:
         if value is not None and not isinstance(value, (int, float, str)):
             raise ValueError(f"config '{key}': expected a number, a string or null, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool):
-            _check_int(key, value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_count(key, value)
         return
-    if isinstance(default, bool) or isinstance(default, str):
+    if isinstance(default, (bool, str)):
         if type(value) is not type(default):
             raise ValueError(f"config '{key}': expected {type(default).__name__}, got {value!r}")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config '{key}': expected an integer, got {value!r}")
-        _check_int(key, value)
-    elif isinstance(default, float):
+    elif isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"config '{key}': expected a finite number, got {value!r}")
+        if isinstance(default, int):
+            _check_count(key, value)
 
 
-def _check_int(key: str, value: int) -> None:
-    low, high = next(((low, high) for pattern, low, high in _INT_RANGES if pattern.search(key)), (0, _MAX_INT))
+def _check_count(key: str, value: int | float) -> None:
+    """A value whose default is an integer: sizes, widths and depths must be integers in their range;
+    other counts (epochs, steps) any number from 0 (``l1_pretrain_epochs`` may be 1.5)."""
+    limits = next(((low, high) for pattern, low, high in _INT_RANGES if pattern.search(key)), None)
+    if limits is not None and not isinstance(value, int):
+        raise ValueError(f"config '{key}': expected an integer, got {value!r}")
+    low, high = limits or (0, _MAX_INT)
     if not low <= value <= high:
         raise ValueError(f"config '{key}': {value} is out of range ({low} to {high})")
 

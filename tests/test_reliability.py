@@ -189,7 +189,7 @@ def test_evaluate_does_not_hang_on_a_named_pipe(tmp_path, tiny_photo_folder):
     data = tmp_path / "data"
     shutil.copytree(tiny_photo_folder, data)
     corpus.named_pipe(data / "m.jpg")
-    done = recolor_process("evaluate", "--data", data, "--predictions", f"truth={tiny_photo_folder}", "--metric", "psnr", "--size", "16", "-q", timeout=90)
+    done = recolor_process("evaluate", "--data", data, "--predictions", f"truth={tiny_photo_folder}", "--metric", "psnr", "-q", timeout=90)  # no --size: the header scan used to block
     assert done.returncode == 0, done.stderr
 
 
@@ -233,7 +233,7 @@ def test_paths_with_markup_and_newlines_are_printed_as_they_are(tmp_path, photos
 # --- 10. untrusted model files --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("override, message", [
-    ({"ngf": 100000}, "out of range"), ({"ngf": "64"}, "expected an integer"), ({"ngf": -4}, "out of range"),
+    ({"ngf": 100000}, "out of range"), ({"ngf": "64"}, "expected a finite number"), ({"ngf": 64.5}, "expected an integer"), ({"ngf": -4}, "out of range"),
     ({"image_size": 65536}, "out of range"), ({"norm": 3}, "expected str"), ({"betas": "x"}, "expected a list"),
 ])
 def test_bad_config_values_in_a_model_file_are_named_and_refused(tmp_path, grey_photo_path, override, message):
@@ -324,8 +324,13 @@ def test_stale_temporary_files_of_dead_runs_are_removed(tmp_path, grey_photo_pat
     out = tmp_path / "out"
     stale = corpus.stale_temp_file(out, "astronaut_grey.jpg", corpus.dead_pid())
     live = corpus.stale_temp_file(out, "other.jpg", os.getpid())  # a run that is still writing
+    legacy_old, legacy_new = out / ".a.jpg.k3j_x9q2.tmp", out / ".b.jpg.z8y7x6w5.tmp"  # written before temp names had a PID
+    for path, age in ((legacy_old, 7200), (legacy_new, 0)):
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - age, time.time() - age))
     clean_exit(cli("colorize", grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q"), 0)
     assert not stale.exists() and live.exists()
+    assert not legacy_old.exists() and legacy_new.exists()
 
 
 def test_sigterm_removes_the_temporary_file_of_a_write(tmp_path):
