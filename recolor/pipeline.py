@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, file_problem, save_image
-from .inference import Colorizer, DecodedPhoto, decode_photo
+from .inference import Colorizer, DecodedPhoto, NonFiniteOutputError, decode_photo
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
 
@@ -248,13 +248,14 @@ def colorize_files(
 
 def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto]) -> list:
     """Per photo: (host RGB tensor, ready event), or an error message. A batch that runs the GPU
-    out of memory is run again one photo at a time."""
+    out of memory, or whose colour comes out non-finite for some photo, is run again one photo at
+    a time: only the photos that fail are reported."""
     try:
         outputs, ready = colorizer.colorize_photos(photos)
         return [(out, ready) for out in outputs]
-    except torch.cuda.OutOfMemoryError:
+    except (torch.cuda.OutOfMemoryError, NonFiniteOutputError) as exc:
         if len(photos) == 1:
-            return ["out of GPU memory (try a smaller --batch-size or --device cpu)"]
+            return [str(exc) if isinstance(exc, NonFiniteOutputError) else "out of GPU memory (try a smaller --batch-size or --device cpu)"]
         torch.cuda.empty_cache()
         return [result for photo in photos for result in _colorize_batch(colorizer, [photo])]
     except (RuntimeError, MemoryError, ValueError) as exc:

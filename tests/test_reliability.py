@@ -98,14 +98,23 @@ def test_a_nan_weight_fails_the_model_file_with_a_clear_message(tmp_path, grey_p
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_producing_nan_colour_fails_the_file(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+def test_a_model_producing_nan_colour_fails_that_file_only(tmp_path, photos, grey_photo_path, tiny_pix2pix_checkpoint):
     from recolor.pipeline import ColorizeJob, colorize_files
 
     colorizer = Colorizer.load(tiny_pix2pix_checkpoint, device="cpu")
-    colorizer._forward = lambda x: torch.full((x.shape[0], 2, *x.shape[2:]), float("nan"))
-    (outcome,) = colorize_files(colorizer, [ColorizeJob(grey_photo_path, tmp_path / "out.png")])
-    assert not outcome.ok and "NaN" in outcome.error and str(grey_photo_path) in outcome.error
-    assert not (tmp_path / "out.png").exists()
+    forward = colorizer._forward
+
+    def nan_for_dark_photos(x):  # finite weights, but colour that overflows on some inputs
+        out = forward(x)
+        return torch.where(x.mean(dim=(1, 2, 3), keepdim=True) < -0.5, torch.full_like(out, float("nan")), out)
+
+    colorizer._forward = nan_for_dark_photos
+    dark = tmp_path / "dark.png"
+    Image.new("L", (32, 32), 5).save(dark)
+    jobs = [ColorizeJob(grey_photo_path, tmp_path / "ok.png"), ColorizeJob(dark, tmp_path / "dark_out.png")]
+    good, bad = colorize_files(colorizer, jobs, batch_size=2)
+    assert good.ok and (tmp_path / "ok.png").is_file()
+    assert not bad.ok and "NaN" in bad.error and str(dark) in bad.error and not (tmp_path / "dark_out.png").exists()
 
 
 # --- 3. a killed sample-diverse leaves no incomplete set behind ---------------------------------
