@@ -207,5 +207,6 @@ def load_optimizer_states(path: str | Path, step: int | None = None) -> dict[str
     stored = metadata.get(_KEY_STEP)
     if step is not None and stored is not None and stored != str(step):
         raise CheckpointError(f"{path}: optimiser state of step {stored} but the weights are of step {step} "
-                              "(the run was stopped between the two writes); resuming would mix them")
+                              "(the run was stopped between the two writes); resuming would mix them: start the run again, "
+                              "or fine-tune from its weights with --init-from")
     return tensors_to_optimizer_state(tensors, metadata)
