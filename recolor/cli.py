@@ -391,6 +391,7 @@ def train(
 
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import ColorPhotoDataset
+    from .inference import checked_model
     from .registry import get_model_spec
     from .training.loop import CHECKPOINT_NAME, TrainSettings, Trainer, build_recipe, resolve_device
 
@@ -410,12 +411,14 @@ def train(
             stored = load_checkpoint(out / CHECKPOINT_NAME)
             if stored.model != spec.name:
                 fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
+            checked_model(stored)  # its config and shapes, with the file named in any complaint
             overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
         elif init_from is not None:
             # fine-tuning rebuilds the stored architecture; explicit options still apply on top
             stored = load_checkpoint(init_from)
             if stored.model != spec.name:
                 fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
+            checked_model(stored)
             overrides = stored.config | overrides
         config = spec.config(overrides)
         torch.manual_seed(seed)

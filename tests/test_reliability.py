@@ -287,6 +287,13 @@ def test_train_refuses_a_bad_override_in_one_line(tmp_path, tiny_photo_folder):
     assert "config 'ngf': -4 is out of range" in result.output
 
 
+def test_train_names_the_checkpoint_whose_config_is_bad(tmp_path, tiny_photo_folder):
+    crafted = corpus.crafted_checkpoint(tmp_path / "crafted.safetensors", "pix2pix", {**TINY, "ngf": -4})
+    result = cli("train", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--init-from", crafted, "--max-steps", "1", "-q")
+    clean_exit(result, 2)
+    assert "crafted.safetensors: config 'ngf': -4 is out of range" in result.output
+
+
 # --- 11. ICC profiles -------------------------------------------------------------------------------------
 
 def test_a_non_rgb_icc_profile_is_not_copied_to_the_rgb_output(tmp_path, photos, tiny_pix2pix_checkpoint):
