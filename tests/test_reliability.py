@@ -263,10 +263,9 @@ def test_a_config_that_does_not_fit_the_tensors_is_refused_before_building(tmp_p
 
     monkeypatch.setitem(spec.__dict__, "build", recording_build)
     crafted = corpus.crafted_checkpoint(tmp_path / "big.safetensors", "pix2pix", {"ngf": 200})  # 508 bytes asking for 2 GB
-    started = time.perf_counter()
     with pytest.raises(CheckpointError, match="big.safetensors: tensors do not fit"):
         Colorizer.load(crafted, device="cpu")
-    assert not any(built_for_real) and time.perf_counter() - started < 5
+    assert built_for_real and not any(built_for_real)  # built on the meta device only: no memory spent
 
 
 def test_every_shipped_weights_file_and_default_config_passes_the_checks(tmp_path):
