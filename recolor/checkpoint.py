@@ -7,14 +7,18 @@ A weights file holds tensors plus string metadata:
 * ``recolor.format`` this format's version,
 * ``recolor.kind``   ``"weights"`` (inference export: generator only, usually fp16) or
   ``"training"`` (every network of a recipe, prefixed ``<network>.``),
-* ``recolor.extra``  JSON with anything else (training step, validation figures, statistics).
+* ``recolor.extra``  JSON with anything else (training step, validation figures, statistics),
+* ``recolor.sha256`` a SHA-256 of the tensors (names, dtypes, shapes, bytes), verified on load;
+  files written before it existed have none and load unverified.
 
 Optimiser state goes into a second safetensors file beside the training checkpoint
-(``*.optim.safetensors``): its tensors flattened, its structure as JSON metadata. Nothing is ever
-unpickled. Every write is atomic (temporary file, then rename).
+(``*.optim.safetensors``): its tensors flattened, its structure as JSON metadata, the training
+step it belongs to (``recolor.step``) and the same checksum. Nothing is ever unpickled. Every
+write is atomic (temporary file, fsync, rename).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ EMA_PREFIX = "ema"  # training checkpoints keep the moving average of the genera
 _KEY_MODEL, _KEY_CONFIG, _KEY_FORMAT, _KEY_KIND, _KEY_EXTRA = (
     "recolor.model", "recolor.config", "recolor.format", "recolor.kind", "recolor.extra",
 )
+_KEY_CHECKSUM, _KEY_STEP = "recolor.sha256", "recolor.step"
 
 
 class CheckpointError(Exception):
@@ -44,6 +49,20 @@ def _contiguous(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> 
             tensor = tensor.to(dtype)
         out[key] = tensor.contiguous()
     return out
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    atomic_write_bytes(path, save(tensors, metadata=metadata | {_KEY_CHECKSUM: tensors_checksum(tensors)}))
 
 
 def save_checkpoint(
@@ -64,16 +83,19 @@ def save_checkpoint(
         _KEY_EXTRA: json.dumps(extra or {}, sort_keys=True),
     }
     path = Path(path)
-    atomic_write_bytes(path, save(_contiguous(tensors, dtype), metadata=metadata))
+    _save_safetensors(path, _contiguous(tensors, dtype), metadata)
     return path
 
 
 class Checkpoint:
     """A loaded checkpoint: ``model``, ``config``, ``kind``, ``extra`` and ``tensors``."""
 
-    def __init__(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
+    def __init__(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+                 shapes: dict[str, tuple[int, ...]] | None = None):
         self.path = path
         self.tensors = tensors
+        # every tensor's shape; a header-only read (read_checkpoint_header) has these and no tensors
+        self.shapes = shapes if shapes is not None else {key: tuple(value.shape) for key, value in tensors.items()}
         missing = [key for key in (_KEY_MODEL, _KEY_CONFIG) if key not in metadata]
         if missing:
             raise CheckpointError(
@@ -90,35 +112,47 @@ class Checkpoint:
             raise CheckpointError(f"{path}: config metadata must be a JSON object")
         self.kind = metadata.get(_KEY_KIND, "weights")
 
-    def sub_state(self, prefix: str) -> dict[str, torch.Tensor]:
-        """Tensors of one network of a training checkpoint (keys without the ``prefix.``)."""
+    def sub_state(self, prefix: str, of: dict | None = None) -> dict:
+        """Tensors (or, with ``of=self.shapes``, shapes) of one network of a training checkpoint (keys without the ``prefix.``)."""
         start = prefix + "."
-        return {key[len(start):]: value for key, value in self.tensors.items() if key.startswith(start)}
+        source = self.tensors if of is None else of
+        return {key[len(start):]: value for key, value in source.items() if key.startswith(start)}
 
-    def generator_state(self) -> dict[str, torch.Tensor]:
+    def generator_state(self, of: dict | None = None) -> dict:
         """The generator to colorize with: of a training checkpoint, its moving average when it has one."""
         if self.kind != "training":
-            return self.tensors
-        return self.sub_state(EMA_PREFIX) or self.sub_state("generator")
+            return self.tensors if of is None else of
+        return self.sub_state(EMA_PREFIX, of) or self.sub_state("generator", of)
 
 
-def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_safetensors(path: Path, what: str, header_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, tuple]]:
+    """(tensors, metadata, shapes); with ``header_only`` no tensor is read (tensors is empty)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what} file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            tensors = {} if header_only else {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors {what} ({reason})") from None
-    return tensors, metadata
+    if not header_only and _KEY_CHECKSUM in metadata and tensors_checksum(tensors) != metadata[_KEY_CHECKSUM]:
+        raise CheckpointError(f"{path}: corrupt {what} (its tensors do not match the checksum stored with them)")
+    return tensors, metadata, shapes
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
-    tensors, metadata = _read_safetensors(path, "checkpoint")
-    return Checkpoint(path, tensors, metadata)
+    tensors, metadata, shapes = _read_safetensors(path, "checkpoint")
+    return Checkpoint(path, tensors, metadata, shapes)
+
+
+def read_checkpoint_header(path: str | Path) -> Checkpoint:
+    """The checkpoint's metadata and tensor shapes, without reading (or verifying) any tensor."""
+    path = Path(path)
+    _, metadata, shapes = _read_safetensors(path, "checkpoint", header_only=True)
+    return Checkpoint(path, {}, metadata, shapes)
 
 
 # --- optimiser state ----------------------------------------------------------------------
@@ -156,14 +190,23 @@ def tensors_to_optimizer_state(tensors: dict[str, torch.Tensor], metadata: dict[
     return states
 
 
-def save_optimizer_states(path: str | Path, states: dict[str, dict]) -> None:
+def save_optimizer_states(path: str | Path, states: dict[str, dict], step: int | None = None) -> None:
+    """Write optimiser states; ``step`` (the training step they belong to) is checked on load."""
     tensors, metadata = optimizer_state_to_tensors(states)
-    atomic_write_bytes(Path(path), save(tensors, metadata=metadata))
+    if step is not None:
+        metadata[_KEY_STEP] = str(step)
+    _save_safetensors(Path(path), tensors, metadata)
 
 
-def load_optimizer_states(path: str | Path) -> dict[str, dict]:
+def load_optimizer_states(path: str | Path, step: int | None = None) -> dict[str, dict]:
+    """Optimiser states; with ``step``, refused unless they were saved at that step (files without a step are not checked)."""
     path = Path(path)
-    tensors, metadata = _read_safetensors(path, "optimiser state")
+    tensors, metadata, _ = _read_safetensors(path, "optimiser state")
     if "recolor.optimizers" not in metadata:
         raise CheckpointError(f"{path}: not a recolor optimiser-state file")
+    stored = metadata.get(_KEY_STEP)
+    if step is not None and stored is not None and stored != str(step):
+        raise CheckpointError(f"{path}: optimiser state of step {stored} but the weights are of step {step} "
+                              "(the run was stopped between the two writes); resuming would mix them: start the run again, "
+                              "or fine-tune from its weights with --init-from")
     return tensors_to_optimizer_state(tensors, metadata)

@@ -12,6 +12,7 @@ import contextlib
 import glob
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -21,11 +22,17 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import DEFAULT_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize greyscale photos with deep generative models.")
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
+
+
+def shown(text: object) -> str:
+    """Text (paths above all) safe to print through rich: markup escaped, line breaks visible as \\n."""
+    return escape(str(text).replace("\n", "\\n").replace("\r", "\\r"))
 
 
 def show_version(value: bool) -> None:
@@ -44,8 +51,13 @@ def main_options(
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {shown(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def real(path: Path) -> Path:
+    """The path with links resolved; never raises (Path.resolve raises on a symlink loop)."""
+    return Path(os.path.realpath(path))
 
 
 # --- inputs and outputs ---------------------------------------------------------------------
@@ -72,7 +84,7 @@ def glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path()
 
 
-def expand_inputs(inputs: list[str], out_dir: Path) -> InputFiles:
+def expand_inputs(inputs: list[str], out_dir: Path, problems: list[str] | None = None) -> InputFiles:
     """The files named by files, folders (recursive) and globs, each once.
 
     Folders and globs keep the tree below them (below a glob's fixed folder), so two
@@ -80,6 +92,7 @@ def expand_inputs(inputs: list[str], out_dir: Path) -> InputFiles:
     not images by their extension (sidecars, notes) are counted, not listed: only files named
     explicitly can fail for not being images. A folder scan leaves out the output folder when it
     sits inside the scanned folder, so a second run never colorizes the first run's outputs.
+    Folders that cannot be read are named in ``problems``.
     """
     from .imageio import IMAGE_EXTENSIONS, list_image_files
 
@@ -87,15 +100,15 @@ def expand_inputs(inputs: list[str], out_dir: Path) -> InputFiles:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            inside = out_dir != path.resolve() and path.resolve() in out_dir.parents
-            for file in list_image_files(path, all_files=True):
-                if inside and out_dir in file.resolve().parents:
+            inside = out_dir != real(path) and real(path) in out_dir.parents
+            for file in list_image_files(path, all_files=True, unreadable=problems):
+                if inside and out_dir in real(file).parents:
                     continue
                 if file.suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(file, file.relative_to(path))
                 else:
                     found.not_images += 1
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             found.add(path, Path(path.name))
         elif glob.has_magic(item):
             root = glob_root(item)
@@ -117,6 +130,14 @@ def _each_once(found: InputFiles) -> InputFiles:
             seen.add(key)
             unique.add(file, relative)
     return unique
+
+
+def clean_output_folders(targets: list[Path]) -> None:
+    """Remove temporary files that killed earlier runs left in the folders about to be written."""
+    from .imageio import remove_stale_temp_files
+
+    for folder in {target.parent for target in targets}:
+        remove_stale_temp_files(folder)
 
 
 def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None, in_place: bool) -> Path:
@@ -177,6 +198,27 @@ def tell_not_images(found: InputFiles) -> None:
         err.print(f"note: left out {found.not_images} {files} (by extension) in the input folders", highlight=False)
 
 
+def output_problem(source: Path, target: Path, inputs_of_run: set[Path], in_place: bool) -> str | None:
+    """Why ``source`` may not be written to ``target`` (one line naming it), or None.
+
+    Unless ``--in-place``, no output may land on any input of the run (not only its own source):
+    ``-o`` = the input folder with ``--format png`` would otherwise replace ``x.png`` with
+    ``x.jpg``'s result.
+    """
+    from .imageio import file_problem
+
+    problem = file_problem(source)
+    if problem:
+        return f"{source}: {problem}"
+    if in_place:
+        return None
+    if real(target) == real(source):
+        return f"{source}: output would overwrite the input (use another --output or --in-place)"
+    if real(target) in inputs_of_run:
+        return f"{source}: output {target} would overwrite another input (use another --output)"
+    return None
+
+
 @app.command()
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
@@ -205,9 +247,10 @@ def colorize(
     if in_place and (output is not None or fmt):
         fail(f"--in-place replaces each input in its own format: it cannot be combined with {'-o/--output' if output is not None else '--format'}")
     suffix = output_suffix(fmt)
-    out_dir = (output or Path("colorized")).resolve()
-    found = expand_inputs(inputs, out_dir)
-    if not found.files:
+    out_dir = real(output or Path("colorized"))
+    unreadable: list[str] = []
+    found = expand_inputs(inputs, out_dir, unreadable)
+    if not found.files and not unreadable:
         fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
     if not in_place:
         check_writable(out_dir)
@@ -217,7 +260,10 @@ def colorize(
         fail(str(exc.args[0]) if exc.args else str(exc))
 
     report = RunReport(as_json)
+    for problem in unreadable:
+        report.emit({"input": problem.partition(": ")[0], "output": None, "status": "error", "error": problem})
     todo = plan_jobs(found.files, out_dir, suffix, in_place, overwrite, report)
+    clean_output_folders([target for _, target, _ in todo])
     started = time.perf_counter()
     with progress_bar("colorize", len(todo), quiet) as advance:
         # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
@@ -226,14 +272,15 @@ def colorize(
         for outcome in outcomes:
             record = outcome.job.tag
             if outcome.ok:
-                report.emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour})
+                report.emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour}
+                            | ({"note": outcome.note} if outcome.note else {}))
             else:
                 report.emit(record | {"status": "error", "error": outcome.error})
             advance()
     tell_not_images(found)
     counts = report.counts()
     err.print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
-              f"with {colorizer.name} -> {out_dir if not in_place else 'inputs'}", highlight=False)
+              f"with {shown(colorizer.name)} -> {shown(out_dir) if not in_place else 'inputs'}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 
@@ -248,7 +295,9 @@ class RunReport:
         if self.as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
-            err.print(f"[red]failed:[/] {record['error']}", highlight=False)
+            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
+        if record.get("note"):
+            err.print(f"note: {shown(record['note'])}", highlight=False)
         if record.get("was_colour") and not self.told_colour:
             self.told_colour = True
             err.print("note: some inputs are already in colour; they are colorized from their lightness only", highlight=False)
@@ -259,7 +308,9 @@ class RunReport:
 
 def plan_jobs(files: list[tuple[Path, Path]], out_dir: Path, suffix: str | None, in_place: bool, overwrite: bool, report: RunReport) -> list:
     """(source, target, record) for the files to colorize; the others are reported now."""
-    todo, claimed = [], {}
+    todo: list = []
+    claimed: dict[Path, Path] = {}
+    inputs_of_run = {real(source) for source, _ in files}
     for source, relative in files:
         try:
             target = plan_output(source, relative, out_dir, suffix, in_place)
@@ -267,15 +318,16 @@ def plan_jobs(files: list[tuple[Path, Path]], out_dir: Path, suffix: str | None,
             report.emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
             continue
         record = {"input": str(source), "output": str(target), "status": "ok"}
-        if target.resolve() == source.resolve() and not in_place:
-            report.emit(record | {"status": "error", "error": f"{source}: output would overwrite the input (use another --output or --in-place)"})
-        elif target.resolve() in claimed:
-            report.emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[target.resolve()]}"})
+        problem = output_problem(source, target, inputs_of_run, in_place)
+        if problem:
+            report.emit(record | {"status": "error", "error": problem})
+        elif real(target) in claimed:
+            report.emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[real(target)]}"})
         elif target.exists() and not overwrite and not in_place:
-            claimed[target.resolve()] = source
+            claimed[real(target)] = source
             report.emit(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
         else:
-            claimed[target.resolve()] = source
+            claimed[real(target)] = source
             todo.append((source, target, record))
     return todo
 
@@ -313,13 +365,13 @@ def sample_diverse(
 ) -> None:
     """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
     from .checkpoint import CheckpointError
-    from .diverse import load_sampler, output_paths, save_diverse
-    from .imageio import ImageReadError, load_image
+    from .diverse import load_sampler
     from .inference import iter_batches
 
     suffix = output_suffix(fmt)
-    found = expand_inputs(inputs, output.resolve())
-    if not found.files:
+    unreadable: list[str] = []
+    found = expand_inputs(inputs, real(output), unreadable)
+    if not found.files and not unreadable:
         fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
     check_writable(output)
     try:
@@ -327,53 +379,82 @@ def sample_diverse(
         sampler.check(k, method)
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
-    records: list[dict] = []
+    records: list[dict] = [{"input": problem.partition(": ")[0], "outputs": [], "sheet": None, "status": "error", "error": problem}
+                           for problem in unreadable]
     claimed: set[Path] = set()
+    inputs_of_run = {real(source) for source, _ in found.files}
     todo = []
     for source, relative in found.files:
         try:
-            paths, sheet = output_paths(plan_output(source, relative, output, suffix, False), k)
+            paths, sheet = diverse_outputs(plan_output(source, relative, output, suffix, False), source, k, claimed)
         except ValueError as exc:
             records.append({"input": str(source), "outputs": [], "sheet": None, "status": "error", "error": str(exc)})
             continue
         record = {"input": str(source), "outputs": [str(p) for p in paths], "sheet": str(sheet), "status": "ok"}
-        resolved = {p.resolve() for p in (*paths, sheet)}
-        problem = "an output would overwrite the input" if source.resolve() in resolved else None
-        problem = problem or ("another input has the same outputs" if resolved & claimed else None)
+        problem = next(filter(None, (output_problem(source, p, inputs_of_run, False) for p in (*paths, sheet))), None)
         if problem:
-            records.append(record | {"status": "error", "error": f"{source}: {problem}"})
-        elif not overwrite and any(p.exists() for p in resolved):
+            records.append(record | {"status": "error", "error": problem})
+        elif not overwrite and all(p.exists() for p in (*paths, sheet)):
+            # done only when every sample and the sheet exist: a killed run left a partial set to redo
             records.append(record | {"status": "skipped", "reason": "outputs exist (use --overwrite)"})
         else:
             todo.append((source, paths, sheet, record))
-        claimed |= resolved
+        claimed |= {real(p) for p in (*paths, sheet)}
+    clean_output_folders([sheet for _, _, sheet, _ in todo])
     started = time.perf_counter()
     with progress_bar("sample", len(todo), quiet) as advance:
         for batch in iter_batches(todo, batch_size):
-            loaded, pending = [], []
-            for source, paths, sheet, record in batch:
-                try:
-                    loaded.append(load_image(source))
-                    pending.append((paths, sheet, record))
-                except ImageReadError as exc:
-                    records.append(record | {"status": "error", "error": str(exc)})
-            for image, result, (paths, sheet, record) in zip(loaded, sampler.sample_loaded(loaded, k, method, seed), pending):
-                try:
-                    save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
-                    records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
-                except (OSError, ValueError) as exc:
-                    records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
+            records += sample_batch(sampler, batch, k, method, seed)
             advance(len(batch))
     tell_not_images(found)
     for record in records:
         if as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
-            err.print(f"[red]failed:[/] {record['error']}", highlight=False)
+            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
     counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
     err.print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
-              f"{time.perf_counter() - started:.1f} s with {sampler.name} -> {output}", highlight=False)
+              f"{time.perf_counter() - started:.1f} s with {shown(sampler.name)} -> {shown(output)}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
+
+
+def diverse_outputs(target: Path, source: Path, k: int, claimed: set[Path]) -> tuple[list[Path], Path]:
+    """The k sample paths and the sheet of one photo; a photo whose names another input of the run
+    already has (``p.jpg`` beside ``p.png`` share ``p_sheet.png``) gets its extension in them."""
+    from .diverse import output_paths
+
+    paths, sheet = output_paths(target, k)
+    if claimed & {real(p) for p in (*paths, sheet)}:
+        paths, sheet = output_paths(target.with_name(f"{target.stem}_{source.suffix.lstrip('.').lower()}{target.suffix}"), k)
+    if claimed & {real(p) for p in (*paths, sheet)}:
+        raise ValueError(f"{source}: another input has the same outputs")
+    return paths, sheet
+
+
+def sample_batch(sampler, batch: list, k: int, method: str, seed: int) -> list[dict]:
+    """Sample and save one batch of (source, paths, sheet, record); a record per photo, errors named."""
+    from .diverse import save_diverse
+    from .imageio import ImageReadError, load_image
+
+    records, loaded, pending = [], [], []
+    for source, paths, sheet, record in batch:
+        try:
+            loaded.append(load_image(source))
+            pending.append((paths, sheet, record))
+        except ImageReadError as exc:
+            records.append(record | {"status": "error", "error": str(exc)})
+    try:
+        results = sampler.sample_loaded(loaded, k, method, seed)
+    except (RuntimeError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return records + [record | {"status": "error", "error": f"{record['input']}: sampling failed ({message})"} for _, _, record in pending]
+    for image, result, (paths, sheet, record) in zip(loaded, results, pending):
+        try:
+            save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
+            records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
+        except (OSError, ValueError) as exc:
+            records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
+    return records
 
 
 # --- training -------------------------------------------------------------------------------
@@ -425,6 +506,7 @@ def train(
 
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import ColorPhotoDataset
+    from .inference import checked_model
     from .registry import get_model_spec
     from .training.loop import CHECKPOINT_NAME, TrainSettings, Trainer, build_recipe, resolve_device
 
@@ -445,12 +527,14 @@ def train(
             if stored.model != spec.name:
                 fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
             check_resume_options(out, stored.config, overrides)
+            checked_model(stored)  # its config and shapes, with the file named in any complaint
             overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
         elif init_from is not None:
             # fine-tuning rebuilds the stored architecture; explicit options still apply on top
             stored = load_checkpoint(init_from)
             if stored.model != spec.name:
                 fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
+            checked_model(stored)
             overrides = stored.config | overrides
         config = spec.config(overrides)
         spec.check_image_size(config)
@@ -476,6 +560,8 @@ def train(
             end_distributed(dist)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
+    except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good
+        fail(f"{exc.filename or out}: {exc.strerror or exc} (the last checkpoint in {out} is intact; --resume continues from it)", 1)
     if dist["rank"] == 0:
         print(json.dumps({"model": spec.name, "out": str(out), **result}))
 
@@ -596,17 +682,28 @@ def evaluate(
         with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
-                                    log=lambda message: progress.console.print(message, highlight=False))
+                                    log=lambda message: progress.console.print(shown(message), highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
     print_table(result, err if as_json else Console())
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     if report is not None:
-        err.print(f"report: {write_report(result, report)}", highlight=False)
+        err.print(f"report: {shown(write_report(result, report))}", highlight=False)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def handle_termination() -> None:
+    """SIGTERM (``kill``, a scheduler's time limit) ends the run as Ctrl-C does: temporary files are
+    removed, finished outputs stay."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def main() -> None:
+    handle_termination()
     app()
 
 

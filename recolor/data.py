@@ -96,7 +96,9 @@ class ColorPhotoDataset(Dataset):
         return image
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        rng = random if self.train else random.Random(index)
+        # crops and flips are a function of (seed, epoch, index), like the data order: two runs
+        # (or a run and its resumption) see the very same batches, in any number of workers
+        rng = random.Random(f"{getattr(index, 'seed', 0)}/{getattr(index, 'epoch', 0)}/{int(index)}") if self.train else random.Random(index)
         for attempt in range(len(self.files)):
             candidate = (index + attempt) % len(self.files)
             if candidate in self._rejected:
@@ -109,6 +111,19 @@ class ColorPhotoDataset(Dataset):
             rgb = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
             return {"rgb": rgb, "label": self.label_of(self.files[candidate])}
         raise RuntimeError(f"{self.root}: no usable colour photo (all are unreadable or near-greyscale)")
+
+
+class EpochIndex(int):
+    """A dataset index that also carries the run's seed and the epoch (what the training sampler
+    yields), so that a dataset can seed its random augmentation from all three."""
+
+    def __new__(cls, index: int, seed: int = 0, epoch: int = 0) -> "EpochIndex":
+        key = super().__new__(cls, index)
+        key.seed, key.epoch = seed, epoch
+        return key
+
+    def __reduce__(self):  # to worker processes, attributes included
+        return EpochIndex, (int(self), self.seed, self.epoch)
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, drop_last: bool, sampler=None, pin_memory: bool = False) -> DataLoader:

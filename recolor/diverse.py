@@ -40,7 +40,7 @@ from torch import nn
 from .checkpoint import CheckpointError
 from .color import lab_to_rgb
 from .imageio import LoadedImage, PhotoLike, as_pil_image, loaded_from_pil
-from .inference import ColorizeResult, Colorizer, join_lightness
+from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
 from .registry import get_model_spec
 from .training.recipe import to_ab
 
@@ -112,6 +112,7 @@ class DiverseSampler:
         if not images:
             return []
         samples = self.sample_ab(torch.stack([self.model_input(image) for image in images]), k, method, seed)
+        check_finite(samples.ab)
         results = []
         for index, image in enumerate(images):
             fields = samples.ab[index]

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import metrics as M
 from .color import grey_rgb, normalize_l, rgb_to_lab_normalized, rgb_to_lightness
 from .imageio import (COLOUR_CHROMA_THRESHOLD, IMAGE_EXTENSIONS, ImageReadError, LoadedImage, atomic_write_bytes,
-                      list_image_files, mean_chroma, open_image, save_image)
+                      file_problem, list_image_files, mean_chroma, open_image, save_image)
 
 
 class EvaluationError(Exception):
@@ -227,6 +227,8 @@ def default_size(photos: list[Photo], cap: int = 256) -> int:
     """min(cap, the smallest shorter side among the photos), read from the headers only."""
     smallest = cap
     for photo in photos:
+        if file_problem(photo.path):
+            continue  # a named pipe would block Image.open; the load step names the problem
         try:
             with Image.open(photo.path) as image:
                 smallest = min(smallest, min(image.size))
@@ -529,6 +531,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     skipped_grey: list[str] = []
     skipped_bad: list[str] = []
     missing_predictions: list[str] = []
+    wrong_size: list[str] = []
     omega_count = 0
     evaluated = 0
     want = set(options)
@@ -555,10 +558,15 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                     missing_predictions.append(f"{contender.name}: {photo.relative}")
                     break
                 try:
-                    predictions[contender.name] = square_crop(open_image(match), size)
+                    predicted = open_image(match)
                 except ImageReadError as exc:
                     skipped_bad.append(str(exc))
                     break
+                if predicted.size != image.size:
+                    # a thumbnail, a rotated copy or another photo would be scored under this name
+                    wrong_size.append(f"{match}: {predicted.width}x{predicted.height}, the ground truth {photo.relative} is {image.width}x{image.height}")
+                    break
+                predictions[contender.name] = square_crop(predicted, size)
             else:
                 truths.append(square_crop(image, size))
                 kept.append((position, photo))
@@ -636,11 +644,13 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
                 samples.append({"photo": str(photo.relative), "images": {name: rows_u8[name][offset].permute(1, 2, 0).numpy().copy() for name in names}})
 
     if evaluated == 0:
-        raise EvaluationError(f"--data {data}: no usable colour photo (unreadable: {len(skipped_bad)}, near-greyscale: {len(skipped_grey)}, without prediction: {len(missing_predictions)})")
+        raise EvaluationError(f"--data {data}: no usable colour photo (unreadable: {len(skipped_bad)}, near-greyscale: {len(skipped_grey)}, without prediction: {len(missing_predictions)}, prediction of another size: {len(wrong_size)})")
     if skipped_grey:
         notes.append(f"{len(skipped_grey)} near-greyscale photos were skipped (no colour to compare with), e.g. {skipped_grey[0]}.")
     if skipped_bad:
         notes.append(f"{len(skipped_bad)} photos were skipped as unreadable, e.g. {skipped_bad[0]}.")
+    if wrong_size:
+        notes.append(f"{len(wrong_size)} predictions were refused because their size differs from the ground truth's and left out for every row, e.g. {wrong_size[0]}.")
     if missing_predictions:
         notes.append(f"{len(missing_predictions)} photos have no file in a predictions folder and were left out for every row, e.g. {missing_predictions[0]}.")
 
@@ -887,6 +897,7 @@ def write_report(result: EvalResult, folder: Path) -> Path:
 
 def print_table(result: EvalResult, console) -> None:
     """The results as rich tables (metrics down, rows across), as many as the width needs, then the notes."""
+    from rich.markup import escape
     from rich.table import Table
 
     info = result.info
@@ -902,15 +913,15 @@ def print_table(result: EvalResult, console) -> None:
         used += width
     groups.append(current)
     for number, group in enumerate(groups):
-        title = f"recolor evaluate: {info['photos']} photos of {info['data']} at {info['size']} px"
+        title = f"recolor evaluate: {info['photos']} photos of {escape(str(info['data']))} at {info['size']} px"
         table = Table(title=title if number == 0 else None, title_justify="left")
         table.add_column("metric", no_wrap=True)
         table.add_column("better", no_wrap=True)
         for index in group:
             row = result.rows[index]
-            table.add_column(row.name, justify="right", no_wrap=True, style="dim" if row.kind == "baseline" else None)
+            table.add_column(escape(row.name), justify="right", no_wrap=True, style="dim" if row.kind == "baseline" else None)
         for line in cells:
             table.add_row(line[0], line[1], *[line[2 + index] for index in group])
         console.print(table)
     for note in result.notes:
-        console.print(f"- {note}", highlight=False, soft_wrap=True)
+        console.print(f"- {escape(note)}", highlight=False, soft_wrap=True)

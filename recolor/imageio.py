@@ -6,9 +6,13 @@ computed in row strips, so a 24-megapixel scan costs about 100 MB of floats, not
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
+import stat
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import IO, Iterator, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .color import rgb_to_lab, rgb_to_lightness
 
@@ -36,7 +40,10 @@ _FORMAT_BY_EXTENSION = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
     ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF", ".ppm": "PPM", ".tga": "TGA",
 }
-_FORMATS_WITH_ALPHA = {"PNG", "TIFF", "WEBP", "TGA"}
+_FORMATS_WITH_ALPHA = {"PNG", "TIFF", "WEBP", "TGA", "GIF"}  # Pillow saves RGBA as a GIF with a transparent index
+
+
+FRAMES_INFO = "recolor.frames"  # open_image notes the frame count of animated GIF/TIFF/WebP here
 
 
 class ImageReadError(Exception):
@@ -62,12 +69,6 @@ class ImageMetadata:
     dpi: tuple[float, float] | None = None
     tiff_compression: str | None = None
     high_depth: bool = False  # 16 bits (or float) per sample: written as 16 bits where the format allows
-
-
-def rgb_icc_profile(profile: bytes | None) -> bytes | None:
-    """The profile when it describes RGB data, else None: a grey or Lab profile on an RGB output
-    makes colour-managed viewers fail (the ICC header's bytes 16-19 name its colour space)."""
-    return profile if profile and profile[16:20] == b"RGB " else None
 
 
 def image_metadata(image: Image.Image) -> ImageMetadata:
@@ -114,14 +115,29 @@ def _describe(path: Path | str | None) -> str:
     return str(path) if path is not None else "<image>"
 
 
+_STAT_ERRORS = {errno.ENOENT: "no such file", errno.ELOOP: "symlink loop", errno.EACCES: "permission denied",
+                errno.ENOTDIR: "no such file", errno.ENAMETOOLONG: "file name too long"}
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an image file, or None; never opens it (a named pipe would block)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return _STAT_ERRORS.get(exc.errno, exc.strerror or type(exc).__name__)
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size == 0:
+        return "empty file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def _check_regular_file(path: Path) -> None:
-    name = _describe(path)
-    if not path.exists():
-        raise ImageReadError(f"{name}: no such file")
-    if not path.is_file():
-        raise ImageReadError(f"{name}: not a regular file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{name}: empty file")
+    problem = file_problem(path)
+    if problem:
+        raise ImageReadError(f"{_describe(path)}: {problem}")
 
 
 @contextlib.contextmanager
@@ -131,7 +147,11 @@ def _pillow_read_errors(name: str) -> Iterator[None]:
         yield
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image file Pillow can read") from None
+    except PermissionError:
+        raise ImageReadError(f"{name}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if "ghostscript" in str(exc).lower():
+            raise ImageReadError(f"{name}: reading EPS needs Ghostscript, which is not installed") from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
 
@@ -145,7 +165,7 @@ def probe_image(path: str | Path) -> None:
     _check_regular_file(path)
     try:
         with _pillow_read_errors(_describe(path)), warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # Pillow's warnings span lines; a real problem raises
             with Image.open(path):
                 pass
     except Image.DecompressionBombError:
@@ -160,6 +180,7 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     previous_limit = Image.MAX_IMAGE_PIXELS
     try:
         with _pillow_read_errors(name), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings span lines (corrupt EXIF...); a real problem raises
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             # our own handle: Pillow then leaves the decoded pixels alive when the file closes, so
@@ -168,10 +189,12 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                 image = Image.open(handle)
                 if image.width * image.height > max_pixels:
                     raise Image.DecompressionBombError("too many pixels")
+                frames = getattr(image, "n_frames", 1)  # counting seeks through the file: before the first frame is loaded
                 image.load()
             icc_profile = image.info.get("icc_profile")
             ImageOps.exif_transpose(image, in_place=True)
             image.info.setdefault("icc_profile", icc_profile)
+            image.info[FRAMES_INFO] = frames
             return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb; --max-pixels raises the limit)") from None
@@ -205,12 +228,37 @@ def image_to_array(image: Image.Image) -> np.ndarray:
         return array.astype(np.float32) / 255.0
     array = array.astype(np.float32)
     if mode == "F":
+        array = finite_pixels(array)
         peak = float(array.max()) if array.size else 1.0
         return np.clip(array / (255.0 if peak > 1.0 else 1.0), 0, 1)
     # 'I', 'I;16', 'I;16B', ...: 16-bit unless the values say 8-bit
     peak = float(array.max()) if array.size else 0.0
     scale = 255.0 if peak <= 255 and mode == "I" else 65535.0
     return np.clip(array / scale, 0, 1)
+
+
+def finite_pixels(array: np.ndarray) -> np.ndarray:
+    """A float image with NaN and -inf pixels black and +inf ones at the brightest finite value.
+
+    One NaN would otherwise make the peak (and so every pixel) NaN: an all-black output.
+    """
+    finite = np.isfinite(array)
+    if finite.all():
+        return array
+    brightest = float(array[finite].max()) if finite.any() else 0.0
+    return np.nan_to_num(array, nan=0.0, posinf=brightest, neginf=0.0)
+
+
+def rgb_icc_profile(icc_profile: bytes | None) -> bytes | None:
+    """The profile if it describes RGB data, else None: outputs are RGB, and a grey, Lab or CMYK
+    profile on them makes colour-managed viewers fail."""
+    if not icc_profile:
+        return None
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)).profile.xcolor_space
+    except (OSError, TypeError, ValueError):
+        return None  # unparsable: not worth passing on
+    return icc_profile if space.strip() == "RGB" else None
 
 
 def lightness_of(array: np.ndarray) -> torch.Tensor:
@@ -412,23 +460,64 @@ def _current_umask() -> int:
     return mask
 
 
+# Temporary files are named ".NAME.recolor-PID-RANDOM.tmp": a later run removes those whose
+# process is gone (killed with SIGKILL, power cut), and nothing else. Versions before had no PID
+# (".NAME.RANDOM.tmp", mkstemp's 8 characters): those are removed once an hour old.
+_TEMP_MARK = "recolor-"
+_STALE_TEMP = re.compile(r"^\..+\.recolor-(\d+)-[^.]+\.tmp$")
+_LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_LEGACY_TEMP_AGE_S = 3600
+
+
 @contextlib.contextmanager
 def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A binary handle on a temporary file beside ``path``, renamed over it on success.
+    """A binary handle on a temporary file beside ``path``, flushed to disk and renamed over it on success.
 
     mkstemp creates files as 0600; the file gets the usual 0666-minus-umask mode instead, like
-    any file a program writes.
+    any file a program writes. The fsync comes before the rename so that a crash right after
+    it leaves the old file or the whole new one, never an empty one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete this tool's temporary files in ``folder`` left by processes that no longer run; how many."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False) and _is_stale_temp(entry):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _is_stale_temp(entry: os.DirEntry) -> bool:
+    match = _STALE_TEMP.match(entry.name)
+    if match:
+        return not _process_alive(int(match.group(1)))
+    return bool(_LEGACY_TEMP.match(entry.name)) and time.time() - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_TEMP_AGE_S
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -437,15 +526,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
-def list_image_files(root: str | Path, all_files: bool = False) -> list[Path]:
+def list_image_files(root: str | Path, all_files: bool = False, unreadable: list[str] | None = None) -> list[Path]:
     """Files below a folder, recursively and sorted; hidden files and folders are skipped.
 
-    With ``all_files`` every regular file is returned (so that a batch job can name the ones
-    that are not images); otherwise only known image extensions.
+    With ``all_files`` every file is returned (so that a batch job can name the ones that are not
+    images); otherwise only known image extensions. Folder links are followed, each real folder
+    once (a link to a parent would otherwise recurse without end). Folders that cannot be listed
+    are named in ``unreadable`` when a list is given.
     """
     root = Path(root)
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    visited: set[tuple[int, int]] = set()
+
+    def report(error: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(f"{error.filename}: cannot read folder ({error.strerror or type(error).__name__})")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=report):
+        with contextlib.suppress(OSError):
+            here = os.stat(dirpath)
+            if (here.st_dev, here.st_ino) in visited:
+                dirnames[:] = []
+                continue
+            visited.add((here.st_dev, here.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
             if filename.startswith("."):

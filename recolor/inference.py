@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import DEFAULT_MODEL
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint_header
 from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image, image_metadata,
-    image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
+    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image,
+    image_metadata, image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
 )
 from .registry import ModelSpec, get_model_spec
 from .training.loop import resolve_device, resolve_precision
@@ -84,6 +84,29 @@ def input_size(config: dict, generator: torch.nn.Module, requested: int | None) 
     return size
 
 
+def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, dict]:
+    """The model spec and full config of a checkpoint (tensors loaded or header only), or CheckpointError.
+
+    The config's values are checked against the model's defaults, and the generator's tensor
+    shapes in the file against a build on the meta device, before anything is allocated.
+    """
+    try:
+        spec = get_model_spec(checkpoint.model)
+        config = spec.config(checkpoint.config)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint.path}: {exc.args[0] if exc.args else exc}") from None
+    stored, expected = checkpoint.generator_state(checkpoint.shapes), spec.state_shapes(config)
+    if stored != expected:
+        wrong = sorted(set(stored) ^ set(expected)) or sorted(key for key in stored if stored[key] != expected[key])
+        raise CheckpointError(f"{checkpoint.path}: tensors do not fit model '{spec.name}' with its stored config "
+                              f"({len(wrong)} differ, first '{wrong[0]}')")
+    return spec, config
+
+
+class NonFiniteOutputError(ValueError):
+    """The model produced NaN or infinite colour (corrupt weights, numeric overflow)."""
+
+
 @dataclass
 class ColorizeResult:
     rgb: np.ndarray  # (H, W, 3) uint8, or uint16 for a 16-bit input
@@ -113,6 +136,7 @@ class DecodedPhoto:
     alpha: np.ndarray | None = None
     was_colour: bool = False
     metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    frames: int = 1  # an animated GIF/TIFF/WebP: only the first frame is colorized
 
     @property
     def size(self) -> tuple[int, int]:
@@ -131,6 +155,7 @@ def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_mem
 
 def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
     metadata = image_metadata(image)
+    frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
         raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
@@ -141,7 +166,7 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
         pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
         if pin_memory:
             pixels = pixels.pin_memory()
-    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata)
+    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata, frames=frames)
 
 
 def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
@@ -211,17 +236,13 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, **kwargs) -> "Colorizer":
-        try:
-            spec = get_model_spec(checkpoint.model)
-        except KeyError as exc:
-            raise CheckpointError(f"{checkpoint.path}: {exc.args[0]}") from None
-        try:
-            config = spec.config(checkpoint.config)
-        except KeyError as exc:
-            raise CheckpointError(f"{checkpoint.path}: metadata does not match the model ({exc.args[0]})") from None
+        spec, config = checked_model(checkpoint)
+        state = checkpoint.generator_state()
+        if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
+            raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
         generator = spec.build(config)
         try:
-            generator.load_state_dict({k: v.float() for k, v in checkpoint.generator_state().items()})
+            generator.load_state_dict({k: v.float() for k, v in state.items()})
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise CheckpointError(f"{checkpoint.path}: weights do not fit model '{spec.name}' with its stored config ({first})") from None
@@ -244,7 +265,9 @@ class Colorizer:
         Raises KeyError (unknown model name), CheckpointError (missing or unusable file) and
         ValueError (a bad option), each with a one-line message.
         """
-        return cls.from_checkpoint(load_checkpoint(find_weights(model)), **options)
+        path = find_weights(model)
+        checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
+        return cls.from_checkpoint(load_checkpoint(path), **options)
 
     @property
     def name(self) -> str:
@@ -263,6 +286,7 @@ class Colorizer:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             ab = to_ab(self._forward(x), self.spec.output).float()
+        check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
 
     def model_input(self, image: LoadedImage) -> torch.Tensor:
@@ -323,6 +347,12 @@ class Colorizer:
                 ready.synchronize()
             images += [ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil() for rgb, photo in zip(outputs, decoded)]
         return images
+
+
+def check_finite(ab: torch.Tensor) -> None:
+    """Raise NonFiniteOutputError unless every predicted value is finite (NaN would join to black)."""
+    if not bool(torch.isfinite(ab).all()):
+        raise NonFiniteOutputError("the model produced NaN or infinite colour (corrupt weights or numeric overflow; try --precision fp32)")
 
 
 def join_lightness(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.device | None = None) -> np.ndarray:

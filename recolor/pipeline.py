@@ -36,8 +36,8 @@ from typing import Any, Iterable, Iterator
 import torch
 from PIL import Image
 
-from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, save_image
-from .inference import Colorizer, DecodedPhoto, decode_photo
+from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, file_problem, save_image
+from .inference import Colorizer, DecodedPhoto, NonFiniteOutputError, decode_photo
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
 
@@ -63,6 +63,7 @@ class ColorizeOutcome:
     width: int = 0
     height: int = 0
     was_colour: bool = False
+    note: str | None = None  # one line worth telling even though the file succeeded
 
     @property
     def ok(self) -> bool:
@@ -100,7 +101,12 @@ class PixelBudget:
 
 
 def header_pixels(path: Path) -> int:
-    """Width x height from the file's header alone (0 when it cannot be read: decoding will say why)."""
+    """Width x height from the file's header alone (0 when it cannot be read: decoding will say why).
+
+    The file type is checked first: opening a named pipe would wait for a writer forever.
+    """
+    if file_problem(path):
+        return 0
     try:
         with warnings.catch_warnings():  # the size is checked where the file is decoded (--max-pixels)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -128,11 +134,13 @@ class _Written:
     alpha: object
     metadata: ImageMetadata
     was_colour: bool
+    note: str | None = None
 
     @classmethod
     def of(cls, photo: DecodedPhoto) -> "_Written":
         width, height = photo.size
-        return cls(width, height, photo.alpha, photo.metadata, photo.was_colour)
+        note = f"{photo.path}: {photo.frames} frames, only the first is colorized" if photo.frames > 1 else None
+        return cls(width, height, photo.alpha, photo.metadata, photo.was_colour, note)
 
 
 def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: PixelBudget, pixels: int) -> ColorizeOutcome:
@@ -140,7 +148,7 @@ def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: P
         if ready is not None:
             ready.synchronize()  # the non-blocking copy from the GPU has landed
         save_image(job.target, rgb.numpy(), info.alpha, info.metadata)
-        return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour)
+        return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour, note=info.note)
     except (OSError, ValueError) as exc:
         return ColorizeOutcome(job, error=f"{job.target}: could not write ({exc})")
     except Exception as exc:  # noqa: BLE001
@@ -243,13 +251,14 @@ def colorize_files(
 
 def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto]) -> list:
     """Per photo: (host RGB tensor, ready event), or an error message. A batch that runs the GPU
-    out of memory is run again one photo at a time."""
+    out of memory, or whose colour comes out non-finite for some photo, is run again one photo at
+    a time: only the photos that fail are reported."""
     try:
         outputs, ready = colorizer.colorize_photos(photos)
         return [(out, ready) for out in outputs]
-    except torch.cuda.OutOfMemoryError:
+    except (torch.cuda.OutOfMemoryError, NonFiniteOutputError) as exc:
         if len(photos) == 1:
-            return ["out of GPU memory (try a smaller --batch-size or --device cpu)"]
+            return [str(exc) if isinstance(exc, NonFiniteOutputError) else "out of GPU memory (try a smaller --batch-size or --device cpu)"]
         torch.cuda.empty_cache()
         return [result for photo in photos for result in _colorize_batch(colorizer, [photo])]
     except (RuntimeError, MemoryError, ValueError) as exc:

@@ -234,7 +234,7 @@ def train(*args):
 
 
 def test_train_checks_size_against_the_network_before_any_work(tmp_path, tiny_photo_folder):
-    result = train("--data", tiny_photo_folder, "--out", tmp_path / "run", "--size", "64")  # default num_downs=8 needs 256
+    result = train("--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--size", "64")  # pix2pix's num_downs=8 needs 256
     assert one_line_usage_error(result), result.output
     assert "--set num_downs=6" in result.output
     assert not (tmp_path / "run").exists()
@@ -246,17 +246,17 @@ def test_train_on_a_folder_without_photos_says_so_in_one_line(tmp_path):
     for name in ("a.jpg", "b.png", "notes.txt"):
         (data / name).write_text("not a photo")
     for batch in ("16", "1"):
-        result = train("--data", data, "--out", tmp_path / "run", "--batch-size", batch, "--set", "ngf=8", "--set", "num_downs=5", "--size", "32")
+        result = train("--model", "pix2pix", "--data", data, "--out", tmp_path / "run", "--batch-size", batch, "--set", "ngf=8", "--set", "num_downs=5", "--size", "32")
         assert one_line_usage_error(result), result.output
         assert "no readable photo" in result.output and "2 unreadable files skipped" in result.output
 
 
 def test_train_resume_refuses_options_that_would_change_the_run(tmp_path, tiny_photo_folder):
-    small = ["--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "4", "--max-steps", "1"]
+    small = ["--model", "pix2pix", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "4", "--max-steps", "1"]
     out = tmp_path / "run"
     first = train("--data", tiny_photo_folder, "--out", out, *small)
     assert first.exit_code == 0, first.output
-    refused = train("--data", tiny_photo_folder, "--out", out, "--resume", "--set", "ngf=64")
+    refused = train("--model", "pix2pix", "--data", tiny_photo_folder, "--out", out, "--resume", "--set", "ngf=64")
     assert one_line_usage_error(refused) and "ngf=64" in refused.output and "ngf=8" in refused.output, refused.output
 
 

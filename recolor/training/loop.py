@@ -36,14 +36,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoint import EMA_PREFIX, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
-from ..data import make_loader
-from ..imageio import atomic_write_bytes, save_image
+from ..data import EpochIndex, make_loader
+from ..imageio import atomic_write_bytes, remove_stale_temp_files, save_image
 from ..registry import Config, get_model_spec
 from .recipe import Batch, Recipe
 
@@ -73,7 +74,8 @@ class EpochSampler(Sampler[int]):
         return order[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices()[self.skip :])
+        # EpochIndex: ints that also tell the dataset (seed, epoch), to seed the augmentation
+        return iter(EpochIndex(index, self.seed, self.epoch) for index in self.indices()[self.skip :])
 
     def __len__(self) -> int:
         return max(0, math.ceil(self.size / self.num_replicas) - self.skip)
@@ -209,7 +211,7 @@ class Trainer:
         if self.ema is not None:
             tensors.update({f"{EMA_PREFIX}.{key}": value for key, value in self.ema.state_dict().items()})
         # optimiser first, weights second: the weights file is the commit point, and both carry the step
-        save_optimizer_states(self.out_dir / OPTIMIZER_NAME, {name: opt.state_dict() for name, opt in self.recipe.optimizers.items()})
+        save_optimizer_states(self.out_dir / OPTIMIZER_NAME, {name: opt.state_dict() for name, opt in self.recipe.optimizers.items()}, step=self.step)
         extra = {"trainer": self.trainer_state(), **self.recipe.extra_metadata()}
         save_checkpoint(self.out_dir / CHECKPOINT_NAME, tensors, self.recipe.spec.name, self.recipe.config, kind="training", extra=extra)
         atomic_write_bytes(self.out_dir / "trainer_state.json", json.dumps(self.trainer_state()).encode())
@@ -222,12 +224,19 @@ class Trainer:
         checkpoint = load_checkpoint(path)
         if checkpoint.model != self.recipe.spec.name:
             raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
+        if checkpoint.kind != "training" or "trainer" not in checkpoint.extra:
+            raise CheckpointError(f"{path}: exported weights, not a training checkpoint: nothing to resume (fine-tune from it with --init-from)")
+        step = checkpoint.extra["trainer"]["step"]
+        # read before any network changes: a refused optimiser state leaves the recipe untouched
+        states = load_optimizer_states(self.out_dir / OPTIMIZER_NAME, step=step)
         for name, network in self.recipe.networks.items():
-            unwrap(network).load_state_dict(checkpoint.sub_state(name))
+            try:
+                unwrap(network).load_state_dict(checkpoint.sub_state(name))
+            except RuntimeError as exc:
+                raise CheckpointError(f"{path}: {name} weights do not fit this config ({str(exc).splitlines()[0]})") from None
         if self.settings.ema_decay:
             # a run that had no EMA yet starts it from the resumed generator
             self.start_ema(checkpoint.sub_state(EMA_PREFIX) or None)
-        states = load_optimizer_states(self.out_dir / OPTIMIZER_NAME)
         for name, optimizer in self.recipe.optimizers.items():
             optimizer.load_state_dict(states[name])
         state = checkpoint.extra["trainer"]
@@ -328,7 +337,7 @@ class Trainer:
                 except RuntimeError as exc:
                     raise CheckpointError(f"{path}: {name} weights do not fit this config ({str(exc).splitlines()[0]})") from None
         if self.is_main:
-            self.console.print(f"initialised {self.recipe.spec.name} from {path}")
+            self.console.print(f"initialised {self.recipe.spec.name} from {escape(str(path))}")
 
     def export(self, path: Path, extra: dict[str, Any] | None = None) -> Path:
         """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
@@ -421,9 +430,11 @@ class Trainer:
         settings = self.settings
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.out_dir, self.out_dir / "samples"):
+                remove_stale_temp_files(folder)  # left by a run killed mid-write
         resumed = resume and self.load()
         if resume and not resumed and self.is_main:
-            self.console.print(f"[yellow]no checkpoint in {self.out_dir}: starting a fresh run[/]")
+            self.console.print(f"[yellow]no checkpoint in {escape(str(self.out_dir))}: starting a fresh run[/]")
         if not resumed:
             self.recipe.prepare(self.train_data)
             if settings.init_from is not None:
@@ -503,7 +514,7 @@ class Trainer:
             with self.averaged_generator():
                 self.export(export_path, extra={"swa_epochs": self.swa_count} if self.swa_count else None)
             images_per_second = images_seen * settings.world_size / max(elapsed, 1e-9)  # every rank saw as many
-            self.console.print(f"done: {self.step} steps, {images_per_second:.1f} img/s; weights in {export_path}")
+            self.console.print(f"done: {self.step} steps, {images_per_second:.1f} img/s; weights in {escape(str(export_path))}")
         return {"steps": self.step, "seconds": elapsed, **last_val}
 
     # --- distributed ---------------------------------------------------------------------

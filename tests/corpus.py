@@ -1,0 +1,132 @@
+"""Bad and odd inputs made on the fly in a temporary folder (issue 13's reliability probes).
+
+Every builder writes into the path it is given and returns it, so a test reads as a list of
+the files it throws at recolor.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms
+from safetensors.torch import save as save_safetensors
+
+
+def grey_photo(path: Path, photo: np.ndarray, size: tuple[int, int] = (64, 48)) -> Path:
+    """A small greyscale photo in the format of ``path``'s extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).convert("L").resize(size).save(path)
+    return path
+
+
+def corrupt_file(path: Path) -> Path:
+    """A file named like an image that is not one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    return path
+
+
+def named_pipe(path: Path) -> Path:
+    """A FIFO: opening it for reading blocks until a writer comes, which none ever does."""
+    os.mkfifo(path)
+    return path
+
+
+def symlink_loop(path: Path) -> Path:
+    """``ln -s NAME NAME``: any stat of it fails with ELOOP."""
+    os.symlink(path.name, path)
+    return path
+
+
+def folder_loop(folder: Path, name: str = "up") -> Path:
+    """``folder/name -> ..``: a link back to the folder's parent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / name
+    os.symlink("..", link)
+    return link
+
+
+def float_tiff_with_nan(path: Path, size: tuple[int, int] = (40, 30)) -> Path:
+    """A 32-bit float TIFF, a grey ramp from 0.2 to 0.8 with one NaN pixel."""
+    width, height = size
+    ramp = np.tile(np.linspace(0.2, 0.8, width, dtype=np.float32), (height, 1))
+    ramp[3, 5] = np.nan
+    Image.fromarray(ramp, mode="F").save(path)
+    return path
+
+
+def grey_jpeg_with_lab_profile(path: Path, photo: np.ndarray) -> Path:
+    """A greyscale JPEG carrying a non-RGB (Lab) ICC profile."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.fromarray(photo).convert("L").resize((64, 48)).save(path, icc_profile=profile)
+    return path
+
+
+def jpeg_with_bad_exif(path: Path) -> Path:
+    """A JPEG whose EXIF block points past its end: Pillow warns while reading it."""
+    entries = struct.pack(">HHII", 0x010E, 2, 100, 0x1000) + struct.pack(">HHI", 0x0112, 3, 1) + b"\x00\x01\x00\x00"
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08" + struct.pack(">H", 2) + entries + b"\x00\x00\x00\x00"
+    Image.new("L", (32, 24), 128).save(path, exif=exif)
+    return path
+
+
+def eps_file(path: Path) -> Path:
+    """An EPS image: Pillow needs Ghostscript to read it."""
+    Image.new("L", (16, 16), 100).save(path, format="EPS")
+    return path
+
+
+def animated_gif(path: Path, frames: int = 3) -> Path:
+    images = [Image.new("L", (24, 16), 40 + 60 * i) for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100)
+    return path
+
+
+def transparent_gif(path: Path) -> Path:
+    """A GIF whose top half is transparent."""
+    rgba = np.zeros((16, 24, 4), np.uint8)
+    rgba[..., :3] = 120
+    rgba[8:, :, 3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(path)
+    return path
+
+
+def crafted_checkpoint(path: Path, model: str, config: dict, tensors: dict[str, torch.Tensor] | None = None,
+                       kind: str = "weights") -> Path:
+    """A safetensors file with recolor metadata written by hand (no checksum, any config, any tensors)."""
+    import json
+
+    metadata = {"recolor.model": model, "recolor.config": json.dumps(config), "recolor.format": "1", "recolor.kind": kind, "recolor.extra": "{}"}
+    path.write_bytes(save_safetensors(tensors or {"dummy": torch.zeros(1)}, metadata=metadata))
+    return path
+
+
+def overwrite_tensor_bytes(path: Path, count: int = 64) -> Path:
+    """Bytes in the middle of a safetensors file's data section set to 0x7f: weights corrupted, header intact."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    middle = header + (len(data) - header) // 2
+    data[middle : middle + count] = b"\x7f" * count
+    path.write_bytes(bytes(data))
+    return path
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def stale_temp_file(folder: Path, name: str, pid: int) -> Path:
+    """What a write killed by SIGKILL leaves behind: recolor's hidden temporary file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{name}.recolor-{pid}-abc123.tmp"
+    path.write_bytes(b"x" * 100)
+    return path
+

@@ -1,0 +1,481 @@
+"""Issue 13: nothing lost, nothing hangs. One test (or more) per defect; the bad inputs come from tests/corpus.py."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import corpus
+from recolor.checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
+from recolor.cli import app
+from recolor.imageio import ImageReadError, list_image_files, load_image, save_image
+from recolor.inference import Colorizer
+from recolor.registry import get_model_spec, list_models
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"ngf": 8, "num_downs": 5, "image_size": 32}
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def records(result) -> dict[str, dict]:
+    """JSON records by input file name."""
+    return {Path(r["input"]).name: r for r in map(json.loads, (line for line in result.stdout.splitlines() if line.startswith("{")))}
+
+
+def clean_exit(result, code: int) -> None:
+    """The exit code, and no Python traceback (typer's Exit is a SystemExit)."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def recolor_process(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "recolor.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+# --- 1. no input is ever written unless --in-place ------------------------------------------------
+
+def test_colorize_into_the_input_folder_never_replaces_another_input(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "x.jpg", photos["coffee"])
+    corpus.grey_photo(folder / "x.png", photos["chelsea"])
+    before = (folder / "x.png").read_bytes()
+    result = cli("colorize", folder, "-o", folder, "--format", "png", "--overwrite", "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    clean_exit(result, 1)
+    assert (folder / "x.png").read_bytes() == before
+    assert records(result)["x.jpg"]["status"] == "error" and "overwrite another input" in records(result)["x.jpg"]["error"]
+
+
+def test_sample_diverse_into_the_input_folder_never_replaces_another_input(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "p.jpg", photos["coffee"])
+    corpus.grey_photo(folder / "p_1.jpg", photos["chelsea"])
+    before = (folder / "p_1.jpg").read_bytes()
+    result = cli("sample-diverse", folder, "-o", folder, "-k", "2", "--overwrite", "--model", tiny_pix2pix_checkpoint, "--draws", "4", "-q", "--json")
+    clean_exit(result, 1)
+    assert (folder / "p_1.jpg").read_bytes() == before
+    assert records(result)["p.jpg"]["status"] == "error"
+
+
+# --- 2. non-finite pixels, weights and colour -------------------------------------------------------
+
+def test_a_nan_pixel_in_a_float_tiff_keeps_the_photos_lightness(tmp_path, tiny_pix2pix_checkpoint):
+    source = corpus.float_tiff_with_nan(tmp_path / "ramp.tif")
+    out = tmp_path / "out"
+    result = cli("colorize", source, "-o", out, "--format", "png", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 0)
+    lightness = load_image(out / "ramp.png").lightness[0]
+    # the ramp's own lightness (about 50 to 90), not the all-black picture one NaN used to give
+    assert lightness.mean() > 40 and lightness[:, -1].mean() > lightness[:, 0].mean() + 20
+
+
+def test_a_nan_weight_fails_the_model_file_with_a_clear_message(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    checkpoint = load_checkpoint(tiny_pix2pix_checkpoint)
+    tensors = dict(checkpoint.tensors)
+    key = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    poisoned = save_checkpoint(tmp_path / "nan.safetensors", tensors, "pix2pix", checkpoint.config)
+    result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", poisoned, "-q")
+    clean_exit(result, 2)
+    assert "NaN" in result.output and "nan.safetensors" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_producing_nan_colour_fails_that_file_only(tmp_path, photos, grey_photo_path, tiny_pix2pix_checkpoint):
+    from recolor.pipeline import ColorizeJob, colorize_files
+
+    colorizer = Colorizer.load(tiny_pix2pix_checkpoint, device="cpu")
+    forward = colorizer._forward
+
+    def nan_for_dark_photos(x):  # finite weights, but colour that overflows on some inputs
+        out = forward(x)
+        return torch.where(x.mean(dim=(1, 2, 3), keepdim=True) < -0.5, torch.full_like(out, float("nan")), out)
+
+    colorizer._forward = nan_for_dark_photos
+    dark = tmp_path / "dark.png"
+    Image.new("L", (32, 32), 5).save(dark)
+    jobs = [ColorizeJob(grey_photo_path, tmp_path / "ok.png"), ColorizeJob(dark, tmp_path / "dark_out.png")]
+    good, bad = colorize_files(colorizer, jobs, batch_size=2)
+    assert good.ok and (tmp_path / "ok.png").is_file()
+    assert not bad.ok and "NaN" in bad.error and str(dark) in bad.error and not (tmp_path / "dark_out.png").exists()
+
+
+# --- 3. a killed sample-diverse leaves no incomplete set behind ---------------------------------
+
+def test_sample_diverse_completes_a_set_that_a_kill_left_partial(tmp_path, photos, tiny_pix2pix_checkpoint):
+    source = corpus.grey_photo(tmp_path / "in" / "p.png", photos["coffee"])
+    out = tmp_path / "out"
+    args = ("sample-diverse", source, "-o", out, "-k", "3", "--model", tiny_pix2pix_checkpoint, "--draws", "6", "-q", "--json")
+    clean_exit(cli(*args), 0)
+    (out / "p_3.png").unlink()  # killed after 2 of the 3 samples: neither the third nor the sheet
+    (out / "p_sheet.png").unlink()
+    again = cli(*args)
+    clean_exit(again, 0)
+    assert records(again)["p.png"]["status"] == "ok"
+    assert all((out / name).is_file() for name in ("p_1.png", "p_2.png", "p_3.png", "p_sheet.png"))
+
+
+# --- 4. resume never mixes an optimiser state with weights of another step ----------------------
+
+def test_optimiser_state_of_another_step_is_refused(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(network.parameters())
+    network(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    save_optimizer_states(tmp_path / "opt.safetensors", {"g": optimizer.state_dict()}, step=7)
+    assert load_optimizer_states(tmp_path / "opt.safetensors", step=7)["g"]["state"]
+    with pytest.raises(CheckpointError, match="step 7 but the weights are of step 6"):
+        load_optimizer_states(tmp_path / "opt.safetensors", step=6)
+
+
+def test_resume_after_a_kill_between_the_two_writes_refuses(tmp_path, tiny_photo_folder):
+    from recolor.data import ColorPhotoDataset
+    from recolor.training.loop import OPTIMIZER_NAME, TrainSettings, Trainer, build_recipe
+
+    def trainer(max_steps):
+        spec = get_model_spec("pix2pix")
+        config = spec.config({**TINY, "batch_size": 8})
+        settings = TrainSettings(out_dir=tmp_path, epochs=5, batch_size=8, workers=0, device="cpu", precision="fp32",
+                                 save_every=1, max_steps=max_steps, progress=False, samples=0)
+        return Trainer(build_recipe("pix2pix", config, torch.device("cpu")), ColorPhotoDataset(tiny_photo_folder, size=32), None, settings)
+
+    torch.manual_seed(0)
+    trainer(2).fit()
+    first = trainer(3)
+    first.load()
+    first.step = 3  # the optimiser of step 3 written, then killed before the weights of step 3
+    save_optimizer_states(tmp_path / OPTIMIZER_NAME, {n: o.state_dict() for n, o in first.recipe.optimizers.items()}, step=3)
+    with pytest.raises(CheckpointError, match="optimiser state of step 3 but the weights are of step 2"):
+        trainer(4).fit(resume=True)
+
+
+# --- 5. a corrupted checkpoint is detected ---------------------------------------------------------
+
+def test_overwritten_weight_bytes_fail_the_checksum(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    damaged = corpus.overwrite_tensor_bytes(Path(shutil.copy(tiny_pix2pix_checkpoint, tmp_path / "damaged.safetensors")))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(damaged)
+    result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", damaged, "-q")
+    clean_exit(result, 2)
+    assert "damaged.safetensors: corrupt checkpoint" in result.output
+
+
+def test_files_written_without_a_checksum_still_load(tmp_path, tiny_pix2pix_checkpoint):
+    checkpoint = load_checkpoint(tiny_pix2pix_checkpoint)
+    legacy = corpus.crafted_checkpoint(tmp_path / "legacy.safetensors", "pix2pix", checkpoint.config, checkpoint.tensors)
+    assert Colorizer.load(legacy, device="cpu").name == "pix2pix"
+
+
+# --- 6. a named pipe never hangs ---------------------------------------------------------------------
+
+def test_a_named_pipe_among_the_inputs_is_named_and_skipped(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "good.jpg", photos["coffee"])
+    corpus.named_pipe(folder / "m.jpg")
+    done = recolor_process("colorize", folder, "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q", timeout=90)
+    assert done.returncode == 1, done.stderr
+    assert "m.jpg: not a regular file" in done.stderr and (tmp_path / "out" / "good.jpg").is_file()
+
+
+def test_evaluate_does_not_hang_on_a_named_pipe(tmp_path, tiny_photo_folder):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_photo_folder, data)
+    corpus.named_pipe(data / "m.jpg")
+    done = recolor_process("evaluate", "--data", data, "--predictions", f"truth={tiny_photo_folder}", "--metric", "psnr", "-q", timeout=90)  # no --size: the header scan used to block
+    assert done.returncode == 0, done.stderr
+
+
+# --- 7./8. symlink loops -------------------------------------------------------------------------------
+
+def test_a_file_symlink_loop_is_one_error_and_the_batch_goes_on(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "good.jpg", photos["coffee"])
+    corpus.symlink_loop(folder / "loop.jpg")
+    result = cli("colorize", folder, folder / "loop.jpg", "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 1)
+    assert "loop.jpg: symlink loop" in result.output and (tmp_path / "out" / "good.jpg").is_file()
+
+
+def test_a_folder_link_back_up_is_walked_once(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "a.jpg", photos["coffee"])
+    corpus.grey_photo(folder / "sub" / "b.jpg", photos["chelsea"])
+    corpus.folder_loop(folder / "sub")
+    assert sorted(p.name for p in list_image_files(folder)) == ["a.jpg", "b.jpg"]
+    result = cli("colorize", folder, "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 0)
+    assert len([p for p in (tmp_path / "out").rglob("*") if p.is_file()]) == 2
+
+
+# --- 9. paths go through rich unharmed -----------------------------------------------------------------
+
+def test_paths_with_markup_and_newlines_are_printed_as_they_are(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    for name in ("photo [draft].jpg", "bad [/x].jpg", "new\nline.jpg"):
+        corpus.corrupt_file(folder / name)
+    corpus.grey_photo(folder / "zz good.jpg", photos["coffee"])
+    out = tmp_path / "out [/y]"
+    result = cli("colorize", folder, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 1)
+    assert "photo [draft].jpg" in result.output and "bad [/x].jpg" in result.output and "new\\nline.jpg" in result.output
+    assert "1 colorized, 0 skipped, 3 failed" in result.output and "out [/y]" in result.output
+    assert (out / "zz good.jpg").is_file()
+
+
+# --- 10. untrusted model files --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ({"ngf": 100000}, "out of range"), ({"ngf": "64"}, "expected a finite number"), ({"ngf": 64.5}, "expected an integer"), ({"ngf": -4}, "out of range"),
+    ({"image_size": 65536}, "out of range"), ({"norm": 3}, "expected str"), ({"betas": "x"}, "expected a list"),
+])
+def test_bad_config_values_in_a_model_file_are_named_and_refused(tmp_path, grey_photo_path, override, message):
+    crafted = corpus.crafted_checkpoint(tmp_path / "crafted.safetensors", "pix2pix", {**TINY, **override})
+    result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", crafted, "-q")
+    clean_exit(result, 2)
+    assert "crafted.safetensors" in result.output and message in result.output
+
+
+def test_a_config_that_does_not_fit_the_tensors_is_refused_before_building(tmp_path, monkeypatch):
+    spec = get_model_spec("pix2pix")
+    built_for_real = []
+    original = spec.build
+
+    def recording_build(config):
+        built_for_real.append(torch.empty(0).device.type != "meta")
+        return original(config)
+
+    monkeypatch.setitem(spec.__dict__, "build", recording_build)
+    crafted = corpus.crafted_checkpoint(tmp_path / "big.safetensors", "pix2pix", {"ngf": 200})  # 508 bytes asking for 2 GB
+    with pytest.raises(CheckpointError, match="big.safetensors: tensors do not fit"):
+        Colorizer.load(crafted, device="cpu")
+    assert built_for_real and not any(built_for_real)  # built on the meta device only: no memory spent
+
+
+def test_every_shipped_weights_file_and_default_config_passes_the_checks(tmp_path):
+    from recolor.checkpoint import read_checkpoint_header
+    from recolor.inference import checked_model
+
+    for spec in list_models():
+        assert spec.config(spec.default_config) == spec.default_config
+    shipped = sorted((ROOT / "weights").glob("*.safetensors"))
+    for path in shipped:
+        spec, config = checked_model(read_checkpoint_header(path))
+        assert spec.name == path.stem
+
+
+def test_train_refuses_a_bad_override_in_one_line(tmp_path, tiny_photo_folder):
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--set", "ngf=-4", "--max-steps", "1", "-q")
+    clean_exit(result, 2)
+    assert "config 'ngf': -4 is out of range" in result.output
+
+
+def test_train_names_the_checkpoint_whose_config_is_bad(tmp_path, tiny_photo_folder):
+    crafted = corpus.crafted_checkpoint(tmp_path / "crafted.safetensors", "pix2pix", {**TINY, "ngf": -4})
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--init-from", crafted, "--max-steps", "1", "-q")
+    clean_exit(result, 2)
+    assert "crafted.safetensors: config 'ngf': -4 is out of range" in result.output
+
+
+# --- 11. ICC profiles -------------------------------------------------------------------------------------
+
+def test_a_non_rgb_icc_profile_is_not_copied_to_the_rgb_output(tmp_path, photos, tiny_pix2pix_checkpoint):
+    source = corpus.grey_jpeg_with_lab_profile(tmp_path / "lab.jpg", photos["coffee"])
+    assert Image.open(source).info.get("icc_profile")
+    result = cli("colorize", source, "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 0)
+    assert not Image.open(tmp_path / "out" / "lab.jpg").info.get("icc_profile")
+
+
+def test_an_rgb_icc_profile_is_kept(tmp_path, photos, tiny_pix2pix_checkpoint):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(photos["coffee"]).resize((64, 48)).save(tmp_path / "srgb.jpg", icc_profile=profile)
+    clean_exit(cli("colorize", tmp_path / "srgb.jpg", "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    assert Image.open(tmp_path / "out" / "srgb.jpg").info.get("icc_profile") == profile
+
+
+# --- 12. unreadable sub-folders -------------------------------------------------------------------------
+
+def test_an_unreadable_sub_folder_is_named_and_fails_the_run(tmp_path, photos, tiny_pix2pix_checkpoint, monkeypatch):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "good.jpg", photos["coffee"])
+    locked = folder / "locked"
+    corpus.grey_photo(locked / "hidden.jpg", photos["chelsea"])
+    scandir = os.scandir
+
+    def denying_scandir(path="."):  # chmod 000 does not stop root, so the refusal is simulated
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denying_scandir)
+    result = cli("colorize", folder, "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 1)
+    assert f"{locked}: cannot read folder (Permission denied)" in result.output
+    assert "1 colorized, 0 skipped, 1 failed" in result.output
+
+
+# --- 13. temporary files ------------------------------------------------------------------------------------
+
+def test_stale_temporary_files_of_dead_runs_are_removed(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    out = tmp_path / "out"
+    stale = corpus.stale_temp_file(out, "astronaut_grey.jpg", corpus.dead_pid())
+    live = corpus.stale_temp_file(out, "other.jpg", os.getpid())  # a run that is still writing
+    legacy_old, legacy_new = out / ".a.jpg.k3j_x9q2.tmp", out / ".b.jpg.z8y7x6w5.tmp"  # written before temp names had a PID
+    for path, age in ((legacy_old, 7200), (legacy_new, 0)):
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - age, time.time() - age))
+    clean_exit(cli("colorize", grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    assert not stale.exists() and live.exists()
+    assert not legacy_old.exists() and legacy_new.exists()
+
+
+def test_sigterm_removes_the_temporary_file_of_a_write(tmp_path):
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from recolor.cli import handle_termination\n"
+        "from recolor.imageio import _atomic_file\n"
+        "handle_termination()\n"
+        "with _atomic_file(Path(sys.argv[1])) as handle:\n"
+        "    handle.write(b'half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.png")], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline().strip() == "writing"
+    child.terminate()
+    child.wait(timeout=30)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    save_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
+    assert synced and (tmp_path / "x.png").is_file()
+
+
+# --- 14. train: one line for a full disk and for weights-only files ----------------------------------------
+
+def test_train_on_a_full_disk_says_so_in_one_line(tmp_path, tiny_photo_folder, monkeypatch):
+    import recolor.training.loop as loop
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(loop, "save_optimizer_states", full_disk)
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32",
+                 "-b", "8", "--max-steps", "1", "--workers", "0", "--device", "cpu", "-q")
+    clean_exit(result, 1)
+    assert "No space left on device" in result.output
+
+
+def test_resuming_from_exported_weights_says_so_in_one_line(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_pix2pix_checkpoint, run / "last.safetensors")
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", run, "--max-steps", "1", "--workers", "0", "--device", "cpu", "--resume", "-q")
+    clean_exit(result, 2)
+    assert "exported weights, not a training checkpoint" in result.output
+
+
+# --- 15. evaluate --predictions refuses predictions of another size ----------------------------------------
+
+def test_a_prediction_of_another_size_is_refused(tmp_path, tiny_photo_folder):
+    from recolor.evaluate import EvalSettings, evaluate
+
+    predictions = tmp_path / "pred"
+    shutil.copytree(tiny_photo_folder, predictions)
+    thumbnail = next(predictions.rglob("*.png"))
+    Image.open(thumbnail).resize((40, 40)).save(thumbnail)
+    result = evaluate(EvalSettings(data=tiny_photo_folder, predictions=[f"p={predictions}"], metrics=["psnr"], size=16, device="cpu", report_samples=0))
+    assert result.info["photos"] == 23
+    assert any("size differs from the ground truth" in note and thumbnail.name in note for note in result.notes)
+
+
+# --- 16. messages that say what happened ------------------------------------------------------------------
+
+def test_permission_denied_is_not_called_corrupt(tmp_path, photos, monkeypatch):
+    path = corpus.grey_photo(tmp_path / "locked.jpg", photos["coffee"])
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: simulate the refusal
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == path else access(p, mode, *a, **k))
+    with pytest.raises(ImageReadError, match="locked.jpg: permission denied"):
+        load_image(path)
+
+
+@pytest.mark.skipif(shutil.which("gs") is not None, reason="Ghostscript is installed")
+def test_a_missing_ghostscript_is_not_called_corrupt(tmp_path):
+    with pytest.raises(ImageReadError, match="needs Ghostscript"):
+        load_image(corpus.eps_file(tmp_path / "figure.eps"))
+
+
+def test_pillow_warnings_do_not_leak(tmp_path):
+    path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_image(path)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_sample_diverse_takes_two_photos_of_the_same_stem(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "p.jpg", photos["coffee"])
+    corpus.grey_photo(folder / "p.png", photos["chelsea"])
+    out = tmp_path / "out"
+    result = cli("sample-diverse", folder, "-o", out, "-k", "2", "--model", tiny_pix2pix_checkpoint, "--draws", "4", "-q", "--json")
+    clean_exit(result, 0)
+    found = records(result)
+    assert found["p.jpg"]["status"] == found["p.png"]["status"] == "ok"
+    assert len({found["p.jpg"]["sheet"], found["p.png"]["sheet"]}) == 2
+
+
+# --- 17. augmentation is seeded ------------------------------------------------------------------------------
+
+def test_training_crops_and_flips_depend_only_on_seed_epoch_and_index(tiny_photo_folder):
+    import random
+
+    from recolor.data import ColorPhotoDataset, EpochIndex
+
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True, scale=(1.0, 2.0))
+    random.seed(1)
+    first = data[EpochIndex(5, seed=0, epoch=2)]["rgb"]
+    random.seed(2)
+    assert torch.equal(data[EpochIndex(5, seed=0, epoch=2)]["rgb"], first)
+    assert not all(torch.equal(data[EpochIndex(5, seed=0, epoch=e)]["rgb"], first) for e in range(3, 8))
+
+
+# --- 18. multi-frame images and GIF transparency --------------------------------------------------------------
+
+def test_a_multi_frame_gif_is_noted_and_a_transparent_gif_keeps_its_transparency(tmp_path, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    corpus.animated_gif(folder / "anim.gif")
+    corpus.transparent_gif(folder / "clear.gif")
+    out = tmp_path / "out"
+    result = cli("colorize", folder, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 0)
+    assert "anim.gif: 3 frames, only the first is colorized" in result.output
+    alpha = np.asarray(Image.open(out / "clear.gif").convert("RGBA"))[..., 3]
+    assert alpha[:8].max() == 0 and alpha[8:].min() == 255
