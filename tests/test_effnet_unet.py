@@ -117,7 +117,9 @@ def test_short_training_run_lowers_the_loss(tmp_path, tiny_photo_folder, loss):
     key = "ce" if loss == "ce" else "recon"
     log = [line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if f'"{key}"' in line]
     values = [float(line.split(f'"{key}": ')[1].split(",")[0].rstrip("}")) for line in log]
-    assert len(values) == 36 and np.mean(values[-6:]) < 0.9 * np.mean(values[:6])
+    # the soft-encoded cross-entropy has a floor (the targets' own entropy, ~1.5 nats) and falls
+    # more slowly in relative terms than the regressions' L1
+    assert len(values) == 36 and np.mean(values[-6:]) < (0.95 if loss == "ce" else 0.9) * np.mean(values[:6])
     frozen = recipe.generator.encoder
     assert not any(p.requires_grad for p in frozen.parameters())  # encoder_lr 0: the encoder stays frozen
 
