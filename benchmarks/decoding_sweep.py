@@ -27,15 +27,14 @@ from recolor.ab_bins import gamut_bin_centres, rebalancing_weights
 from recolor.checkpoint import load_checkpoint, save_checkpoint
 from recolor.data import ColorPhotoDataset
 from recolor.registry import get_model_spec
-from recolor.training.efficientnet_unet import EffNetUNetRecipe
+from recolor.training.efficientnet_unet import training_bin_counts
 
 
 def training_prior(folder: Path, size: int) -> torch.Tensor:
     """log rebalancing weights (mix 0.5) of a training folder, as the recipe's prepare() computes them."""
-    recipe = EffNetUNetRecipe.__new__(EffNetUNetRecipe)
-    recipe.bin_centres = gamut_bin_centres()
-    counts = recipe.training_bin_counts(ColorPhotoDataset(folder, size=size, train=True))
-    return rebalancing_weights(counts, recipe.bin_centres, mix=0.5).log()
+    centres = gamut_bin_centres()
+    counts = training_bin_counts(ColorPhotoDataset(folder, size=size, train=True), centres)
+    return rebalancing_weights(counts, centres, mix=0.5).log()
 
 
 def with_decoding(source: Path, temperature: float, boost: float, target: Path, prior: torch.Tensor | None, size: int | None = None) -> Path:

@@ -590,7 +590,7 @@ def distributed_context(device: str) -> dict:
     import torch
     import torch.distributed as torch_dist
 
-    from .training.loop import resolve_device
+    from .devices import resolve_device
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     target = resolve_device(device)

@@ -126,3 +126,15 @@ def grey_rgb(rgb: torch.Tensor) -> torch.Tensor:
     """The greyscale version of an sRGB image: same L, a = b = 0, as three channels."""
     lightness = rgb_to_lightness(rgb)
     return lab_to_rgb(torch.cat((lightness, torch.zeros_like(lightness).expand(*lightness.shape[:-3], 2, *lightness.shape[-2:])), dim=-3))
+
+
+def output_to_ab(output: torch.Tensor, output_space: str) -> torch.Tensor:
+    """Normalised ab from a generator's output, whatever space it predicts in.
+
+    Paper 000's networks predict RGB in [-1, 1]; everywhere else the output already is ab/110.
+    """
+    if output_space == "ab":
+        return output.float()
+    if output_space == "rgb":
+        return rgb_to_lab_normalized(((output.float() + 1) / 2).clamp(0, 1))[1]
+    raise ValueError(f"unknown output space '{output_space}'")

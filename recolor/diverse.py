@@ -38,11 +38,10 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .checkpoint import CheckpointError
-from .color import lab_to_rgb
+from .color import lab_to_rgb, output_to_ab
 from .imageio import LoadedImage, PhotoLike, as_pil_image, loaded_from_pil
 from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
 from .registry import get_model_spec
-from .training.recipe import to_ab
 
 METHODS = ("topk", "random")
 DEFAULT_DRAWS = 256  # section 5: "We cluster 256 colorizations into 5 cluster centers"
@@ -217,7 +216,7 @@ class DropoutSampler(ClusteredSampler):
     def draw(self, x: torch.Tensor, count: int) -> torch.Tensor:
         with dropout_active(self.generator), self.colorizer._autocast():
             out = self.generator(x.expand(count, *x.shape[1:]))
-        return to_ab(out, self.colorizer.spec.output)
+        return output_to_ab(out, self.colorizer.spec.output)
 
 
 class LatentSampler(ClusteredSampler):
@@ -229,7 +228,7 @@ class LatentSampler(ClusteredSampler):
         z = torch.randn(count, self.generator.latent_dim, device=self.device)
         with self.colorizer._autocast():
             out = self.generator(x.expand(count, *x.shape[1:]), z)
-        return to_ab(out, self.colorizer.spec.output)
+        return output_to_ab(out, self.colorizer.spec.output)
 
 
 def kmeans(points: torch.Tensor, k: int, seed: int = 0, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor]:

@@ -456,7 +456,7 @@ def _load_or_skip(load: Callable[[], Any], group: set[str], given: bool, named: 
 def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None = None,
              log: Callable[[str], None] | None = None) -> EvalResult:
     """Score every model and predictions folder (and the baselines) on the photos of ``settings.data``."""
-    from .training.loop import resolve_device
+    from .devices import resolve_device
 
     started = time.perf_counter()
     data = Path(settings.data)

@@ -27,14 +27,13 @@ from PIL import Image
 
 from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint_header
-from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, rgb_to_lightness, srgb_to_linear
+from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, output_to_ab, rgb_to_lightness, srgb_to_linear
 from .imageio import (
     COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image,
     image_metadata, image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
 )
 from .registry import ModelSpec, get_model_spec
-from .training.loop import resolve_device, resolve_precision
-from .training.recipe import to_ab
+from .devices import resolve_device, resolve_precision
 
 # Per-pixel work runs in strips of this many pixels: small enough that the dozen elementwise
 # passes over a strip stay in the CPU's cache (measured: 2x faster than 2-megapixel strips on a
@@ -285,7 +284,7 @@ class Colorizer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            ab = to_ab(self._forward(x), self.spec.output).float()
+            ab = output_to_ab(self._forward(x), self.spec.output).float()
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
 

@@ -82,3 +82,13 @@ def test_optimizer_state_round_trip(tmp_path):
     for key in original["state"]:
         for field in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(torch.as_tensor(original["state"][key][field]), torch.as_tensor(loaded["state"][key][field]))
+
+
+def test_importing_inference_loads_no_training_module_nor_rich_progress():
+    import subprocess
+    import sys
+
+    code = ("import sys, recolor.inference, recolor.diverse; "
+            "print(sorted(m for m in sys.modules if m.startswith('recolor.training') or m == 'rich.progress'))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

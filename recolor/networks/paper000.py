@@ -1,7 +1,7 @@
 """The networks of paper 000 (generative models for colorization on CIFAR-10 at 64x64).
 
 Every network here predicts RGB in [-1, 1] (the paper works in RGB space, section 3); at
-inference :func:`recolor.training.recipe.to_ab` turns that RGB into ab and the photo's own
+inference :func:`recolor.color.output_to_ab` turns that RGB into ab and the photo's own
 lightness is kept, so only the colours of the prediction are used.
 
 * :class:`DilatedCNN` - the CNN baseline of Table 1: five encoding convolutions (three stride-2,

@@ -43,6 +43,17 @@ LOSSES = ("ce", "l1", "l1+gan", "l1+colourfulness")
 PRIOR_PHOTOS = 400  # photos sampled for the ab-bin distribution that rebalancing needs
 
 
+def training_bin_counts(dataset: torch.utils.data.Dataset, centres: torch.Tensor) -> torch.Tensor:
+    """ab-bin counts over a fixed random sample of the training photos (64x64 thumbnails of the crops)."""
+    picks = random.Random(0).sample(range(len(dataset)), min(PRIOR_PHOTOS, len(dataset)))
+    counts = torch.zeros(len(centres), dtype=torch.float64)
+    for index in picks:
+        rgb = dataset[index]["rgb"][None].float() / 255.0
+        ab = rgb_to_lab_normalized(F.interpolate(rgb, size=(64, 64), mode="area"))[1]
+        counts += bin_histogram(ab, centres)
+    return counts
+
+
 def build_effnet_unet(config: Config) -> EfficientNetUNet:
     head = "classification" if config["loss"] == "ce" else "regression"
     return EfficientNetUNet(encoder=config["encoder"], decoder_widths=tuple(config["decoder_widths"]), head=head,
@@ -76,21 +87,11 @@ class EffNetUNetRecipe(Recipe):
         self.encoder_init = load_encoder_weights(generator.encoder, self.config["encoder"], self.config["encoder_weights"])
         if self.loss != "ce":
             return
-        counts = self.training_bin_counts(dataset)
+        counts = training_bin_counts(dataset, self.bin_centres.cpu())
         # the decoding's colour boost always uses Zhang's mix of 0.5; training uses `rebalance`
         generator.bin_log_weights.copy_(rebalancing_weights(counts, self.bin_centres.cpu(), mix=0.5).log())
         if self.config["rebalance"] > 0:
             self.bin_weights = rebalancing_weights(counts, self.bin_centres.cpu(), mix=self.config["rebalance"]).to(self.device)
-
-    def training_bin_counts(self, dataset: torch.utils.data.Dataset) -> torch.Tensor:
-        """ab-bin counts over a fixed random sample of the training photos (64x64 thumbnails of the crops)."""
-        picks = random.Random(0).sample(range(len(dataset)), min(PRIOR_PHOTOS, len(dataset)))
-        counts = torch.zeros(len(self.bin_centres), dtype=torch.float64)
-        for index in picks:
-            rgb = dataset[index]["rgb"][None].float() / 255.0
-            ab = rgb_to_lab_normalized(F.interpolate(rgb, size=(64, 64), mode="area"))[1]
-            counts += bin_histogram(ab, self.bin_centres.cpu())
-        return counts
 
     # --- one step ------------------------------------------------------------------------
     def quarter_output(self, lightness: torch.Tensor) -> torch.Tensor:

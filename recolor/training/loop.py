@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..checkpoint import EMA_PREFIX, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..data import EpochIndex, make_loader
+from ..devices import resolve_device, resolve_precision  # noqa: F401 (resolve_device: re-exported for scripts)
 from ..imageio import atomic_write_bytes, remove_stale_temp_files, save_image
 from ..registry import Config, get_model_spec
 from .recipe import Batch, Recipe
@@ -107,45 +108,6 @@ class TrainSettings:
     world_size: int = 1
     sync_batchnorm: bool = False  # SyncBatchNorm across ranks (torch supports it on CUDA only)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto, cpu, cuda, cuda:N (or mps where torch has it), or a one-line ValueError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: unknown device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for but no CUDA device is available")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: this machine has no Apple MPS device (use auto, cpu, cuda or cuda:N)")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    capability = torch.backends.cpu.get_cpu_capability().upper()
-    return "AVX512_BF16" in capability or "AMX" in capability
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 on CPUs with native bf16 (AVX-512 bf16, AMX: ~2x faster) and on
-    bf16-capable GPUs; fp32 on other CPUs, where bf16 is emulated and several times slower."""
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name not in table:
-        raise ValueError(f"unknown precision '{name}' (auto, fp32, bf16, fp16)")
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs CUDA; use bf16 on CPU")
-    return table[name]
 
 
 def lab_batch(rgb_uint8: torch.Tensor, device: torch.device, channels_last: bool) -> Batch:

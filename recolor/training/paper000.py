@@ -2,7 +2,7 @@
 
 All of them predict RGB in [-1, 1] as the paper does (section 3: "Here, I use RGB space"), so
 they register with ``output="rgb"`` and are trained against the photo's RGB scaled to [-1, 1].
-At colorize time only the prediction's colours are used: :func:`recolor.training.recipe.to_ab`
+At colorize time only the prediction's colours are used: :func:`recolor.color.output_to_ab`
 converts the RGB to Lab and keeps its ab, and inference joins that ab to the input photo's own
 full-resolution lightness, so a model's lightness errors never reach the output.
 

@@ -13,22 +13,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..color import rgb_to_lab_normalized
+from ..color import output_to_ab as to_ab  # noqa: F401 (re-exported)
 from ..registry import Config, ModelSpec
 
 Batch = dict[str, torch.Tensor]
-
-
-def to_ab(output: torch.Tensor, output_space: str) -> torch.Tensor:
-    """Normalised ab from a generator's output, whatever space it predicts in.
-
-    Paper 000's networks predict RGB in [-1, 1]; everywhere else the output already is ab/110.
-    """
-    if output_space == "ab":
-        return output.float()
-    if output_space == "rgb":
-        return rgb_to_lab_normalized(((output.float() + 1) / 2).clamp(0, 1))[1]
-    raise ValueError(f"unknown output space '{output_space}'")
 
 
 class Recipe:
