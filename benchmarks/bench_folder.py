@@ -25,24 +25,17 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, machine, pix2pix_weights  # noqa: E402
 
-import recolor.training  # noqa: E402,F401
-from recolor.checkpoint import load_checkpoint  # noqa: E402
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l  # noqa: E402
 from recolor.imageio import list_image_files, load_image, save_image  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
 from recolor.pipeline import ColorizeJob, colorize_files  # noqa: E402
-from recolor.registry import get_model_spec  # noqa: E402
+from recolor.pretrained import load_pretrained  # noqa: E402
 
 
 def reference_loop(files: list[Path], weights: Path, out_dir: Path) -> None:
     """The plain loop: one photo at a time, fp32, no batching, no threads, whole-image maths."""
-    checkpoint = load_checkpoint(weights)
-    spec = get_model_spec(checkpoint.model)
-    config = spec.config(checkpoint.config)
-    generator = spec.build(config)
-    generator.load_state_dict({k: v.float() for k, v in checkpoint.generator_state().items()})
-    generator.eval()
-    size = config["image_size"]
+    pretrained = load_pretrained(weights)
+    generator, size = pretrained.network, pretrained.config["image_size"]
     for path in files:
         image = load_image(path)
         lightness = image.lightness

@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from recolor.ab_bins import gamut_bin_centres, rebalancing_weights
-from recolor.checkpoint import load_checkpoint, save_checkpoint
+from recolor.pretrained import load_pretrained, save_pretrained
 from recolor.data import ColorPhotoDataset
-from recolor.registry import get_model_spec
 from recolor.training.efficientnet_unet import training_bin_counts
 
 
@@ -38,16 +37,17 @@ def training_prior(folder: Path, size: int) -> torch.Tensor:
 
 
 def with_decoding(source: Path, temperature: float, boost: float, target: Path, prior: torch.Tensor | None, size: int | None = None) -> Path:
-    checkpoint = load_checkpoint(source)
-    if checkpoint.model != "effnet-unet" or checkpoint.config.get("loss") != "ce":
+    pretrained = load_pretrained(source)
+    if pretrained.spec.name != "effnet-unet" or pretrained.config["loss"] != "ce":
         raise SystemExit(f"{source}: not an effnet-unet checkpoint with the classification head")
-    config = get_model_spec("effnet-unet").config({**checkpoint.config, "temperature": temperature, "colour_boost": boost,
-                                                   "image_size": size or checkpoint.config["image_size"]})
-    tensors = dict(checkpoint.generator_state())
+    stored = pretrained.checkpoint.config  # the training keys too: the file keeps its whole history
+    config = {**stored, **pretrained.spec.architecture_config({**stored, "temperature": temperature, "colour_boost": boost,
+                                                                "image_size": size or pretrained.config["image_size"]})}
+    network = pretrained.network
     if prior is not None:
-        tensors["bin_log_weights"] = prior.to(torch.float16)
-    extra = {**checkpoint.extra, "decoding_chosen_after_training": True}
-    return save_checkpoint(target, tensors, checkpoint.model, config, kind="weights", extra=extra)
+        network.bin_log_weights.copy_(prior)
+    extra = {**pretrained.checkpoint.extra, "decoding_chosen_after_training": True}
+    return save_pretrained(target, network, pretrained.spec.name, config, extra=extra)
 
 
 def parse_setting(text: str) -> tuple[float, float]:

@@ -18,16 +18,21 @@ write is atomic (temporary file, fsync, rename).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.resources
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file as safetensors_load_file
 from safetensors.torch import save
 
 from .imageio import atomic_write_bytes
+from .registry import get_model_spec
 
 FORMAT_VERSION = "1"
 EMA_PREFIX = "ema"  # training checkpoints keep the moving average of the generator under this prefix (--ema)
@@ -77,7 +82,7 @@ def save_checkpoint(
     """Write tensors with recolor metadata, atomically. ``dtype`` casts floating tensors (fp16 export)."""
     metadata = {
         _KEY_MODEL: model,
-        _KEY_CONFIG: json.dumps(config, sort_keys=True),
+        _KEY_CONFIG: json.dumps(dict(config), sort_keys=True),
         _KEY_FORMAT: FORMAT_VERSION,
         _KEY_KIND: kind,
         _KEY_EXTRA: json.dumps(extra or {}, sort_keys=True),
@@ -153,6 +158,77 @@ def read_checkpoint_header(path: str | Path) -> Checkpoint:
     path = Path(path)
     _, metadata, shapes = _read_safetensors(path, "checkpoint", header_only=True)
     return Checkpoint(path, {}, metadata, shapes)
+
+
+# --- foreign state dicts (ImageNet encoders, classifiers) ----------------------------------------
+
+def read_state_dict(path: str | Path, error: type[Exception] = CheckpointError, what: str = "weights",
+                    hint: str = "") -> dict[str, torch.Tensor]:
+    """Tensors of a foreign weights file: ``.safetensors``, or a torch file read with ``weights_only=True``
+    (never unpickled); a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper and a ``module.``
+    (DataParallel) prefix are removed. Any problem is ``error`` with a one-line message."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file{hint}")
+    try:
+        if path.suffix == ".safetensors":
+            state: Any = safetensors_load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a foreign file: any reader error means "not a state dict we can read"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error(f"{path}: not a readable state dict ({reason[:200]})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(torch.is_tensor(value) for value in state.values()):
+        raise error(f"{path}: does not hold a state dict (name -> tensor)")
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+# --- where shipped weights live ------------------------------------------------------------
+
+def weights_dirs() -> list[Path]:
+    """Where shipped weights are looked for: $RECOLOR_WEIGHTS_DIR, the installed package, the source tree."""
+    dirs = []
+    if os.environ.get("RECOLOR_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["RECOLOR_WEIGHTS_DIR"]))
+    with contextlib.suppress(ModuleNotFoundError, TypeError):
+        dirs.append(Path(str(importlib.resources.files("recolor.weights"))))
+    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    return dirs
+
+
+def find_weights(name_or_path: str | Path) -> Path:
+    """The shipped ``weights/<model>.safetensors`` for a registered model name, else a checkpoint path.
+
+    A registered name wins over a file or folder of that name in the working directory (``--model
+    pix2pix`` with a ``pix2pix/`` folder beside it); a path is a ``Path`` object, or a string with a
+    folder separator or the ``.safetensors`` suffix (write ``./pix2pix`` for a file named so).
+    """
+    text = str(name_or_path)
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    is_path = isinstance(name_or_path, Path) or text.endswith(".safetensors") or any(sep in text for sep in separators)
+    if not is_path and not Path(text).is_file():
+        return shipped_weights(text)  # KeyError for unknown names
+    if not is_path:
+        with contextlib.suppress(KeyError):
+            return shipped_weights(text)
+    candidate = Path(name_or_path)
+    if not candidate.is_file():
+        raise CheckpointError(f"{candidate}: no such checkpoint file")
+    return candidate
+
+
+def shipped_weights(name: str) -> Path:
+    """The shipped weights file of a registered model; KeyError for an unknown name, CheckpointError when none ships."""
+    spec = get_model_spec(name)
+    for folder in weights_dirs():
+        path = folder / f"{spec.name}.safetensors"
+        if path.is_file():
+            return path
+    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them with `recolor train --model {spec.name}` and pass --model PATH")
 
 
 # --- optimiser state ----------------------------------------------------------------------

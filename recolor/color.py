@@ -10,18 +10,19 @@ both the network's input and its output live in [-1, 1].
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb
-_XYZ_FROM_RGB = (
+XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
     (0.212671, 0.715160, 0.072169),
     (0.019334, 0.119193, 0.950227),
 )
-_D65_WHITE = (0.95047, 1.0, 1.08883)
-_EPSILON = 0.008856  # (6/29)^3, the CIE threshold between the cube root and the linear part
-_KAPPA = 7.787
-_F_THRESHOLD = 0.2068966  # f(_EPSILON): threshold on the inverse side
+D65_WHITE = (0.95047, 1.0, 1.08883)
+CIE_EPSILON = 0.008856  # (6/29)^3, the CIE threshold between the cube root and the linear part
+CIE_LINEAR_SLOPE = 7.787  # kappa / 116 (kappa = 24389/27 = 903.3): the slope of f(t) below CIE_EPSILON
+CIE_F_THRESHOLD = 0.2068966  # f(CIE_EPSILON): threshold on the inverse side
 
 L_SCALE = 50.0
 AB_SCALE = 110.0
@@ -60,10 +61,10 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> Lab with L in [0, 100] and a, b roughly in [-110, 110]."""
     rgb = _working_dtype(rgb)
-    xyz = _apply_matrix(srgb_to_linear(rgb), _matrix(_XYZ_FROM_RGB, rgb))
-    white = torch.tensor(_D65_WHITE, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    xyz = _apply_matrix(srgb_to_linear(rgb), _matrix(XYZ_FROM_RGB, rgb))
+    white = torch.tensor(D65_WHITE, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
     t = xyz / white
-    f = torch.where(t > _EPSILON, t.clamp_min(_EPSILON).pow(1.0 / 3.0), _KAPPA * t + 16.0 / 116.0)
+    f = torch.where(t > CIE_EPSILON, t.clamp_min(CIE_EPSILON).pow(1.0 / 3.0), CIE_LINEAR_SLOPE * t + 16.0 / 116.0)
     fx, fy, fz = f.unbind(dim=-3)
     lightness = 116.0 * fy - 16.0
     a = 500.0 * (fx - fy)
@@ -79,18 +80,18 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     fx = fy + a / 500.0
     fz = (fy - b / 200.0).clamp_min(0.0)  # as skimage: negative z is clipped to 0
     f = torch.stack((fx, fy, fz), dim=-3)
-    t = torch.where(f > _F_THRESHOLD, f.pow(3), (f - 16.0 / 116.0) / _KAPPA)
-    white = torch.tensor(_D65_WHITE, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    t = torch.where(f > CIE_F_THRESHOLD, f.pow(3), (f - 16.0 / 116.0) / CIE_LINEAR_SLOPE)
+    white = torch.tensor(D65_WHITE, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
     xyz = t * white
-    rgb_from_xyz = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, lab).double()).to(lab.dtype)
+    rgb_from_xyz = torch.linalg.inv(_matrix(XYZ_FROM_RGB, lab).double()).to(lab.dtype)
     return linear_to_srgb(_apply_matrix(xyz, rgb_from_xyz))
 
 
 def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
     """The L channel alone, shaped (..., 1, H, W); cheaper than a full conversion."""
     rgb = _working_dtype(rgb)
-    y = torch.einsum("j,...jhw->...hw", _matrix(_XYZ_FROM_RGB[1], rgb), srgb_to_linear(rgb))
-    f = torch.where(y > _EPSILON, y.clamp_min(_EPSILON).pow(1.0 / 3.0), _KAPPA * y + 16.0 / 116.0)
+    y = torch.einsum("j,...jhw->...hw", _matrix(XYZ_FROM_RGB[1], rgb), srgb_to_linear(rgb))
+    f = torch.where(y > CIE_EPSILON, y.clamp_min(CIE_EPSILON).pow(1.0 / 3.0), CIE_LINEAR_SLOPE * y + 16.0 / 116.0)
     return (116.0 * f - 16.0).unsqueeze(-3)
 
 
@@ -138,3 +139,95 @@ def output_to_ab(output: torch.Tensor, output_space: str) -> torch.Tensor:
     if output_space == "rgb":
         return rgb_to_lab_normalized(((output.float() + 1) / 2).clamp(0, 1))[1]
     raise ValueError(f"unknown output space '{output_space}'")
+
+
+# --- fast paths for 8-bit photos (inference and the batch pipeline) ---------------------------
+# The same formulas as above, arranged for speed: table look-ups instead of the gamma curve,
+# fewer passes, numpy where a decoding thread must not fight the model's thread for the GIL.
+
+# Per-pixel work runs in strips of this many pixels: small enough that the dozen elementwise
+# passes over a strip stay in the CPU's cache (measured: 2x faster than 2-megapixel strips on a
+# 3-megapixel join), large enough that kernel launches do not dominate on a GPU.
+STRIP_PIXELS = 1 << 18
+
+_LINEAR_OF_8_BIT_LEVEL = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy()
+_XYZ_OVER_WHITE = (np.array(XYZ_FROM_RGB) / np.array(D65_WHITE)[:, None]).T
+
+
+def thumbnail_chroma(rgb: np.ndarray) -> float:
+    """Mean Lab chroma of a small uint8 RGB array: :func:`recolor.imageio.mean_chroma`'s figure.
+
+    The same formulas in a handful of numpy calls: a decoding thread that issued mean_chroma's
+    thirty small torch calls would fight the model's thread for the GIL at every one of them.
+    """
+    t = _LINEAR_OF_8_BIT_LEVEL[rgb].reshape(-1, 3) @ _XYZ_OVER_WHITE
+    f = np.where(t > CIE_EPSILON, np.cbrt(np.maximum(t, CIE_EPSILON)), CIE_LINEAR_SLOPE * t + 16.0 / 116.0)
+    a, b = 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])
+    return float(np.sqrt(a * a + b * b).mean()) if len(a) else 0.0
+
+
+_RGB_FROM_XYZ: dict[torch.device, torch.Tensor] = {}
+_LIGHTNESS_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def rgb_from_xyz_matrix(device: torch.device) -> torch.Tensor:
+    """XYZ->linear sRGB with the D65 white folded in, computed once per device (in float64)."""
+    if device not in _RGB_FROM_XYZ:
+        matrix = torch.linalg.inv(torch.tensor(XYZ_FROM_RGB, dtype=torch.float64)) * torch.tensor(D65_WHITE, dtype=torch.float64)
+        _RGB_FROM_XYZ[device] = matrix.float().to(device)
+    return _RGB_FROM_XYZ[device]
+
+
+def lab_to_srgb_levels(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
+    """L (r, W) and ab (2, r, W) in Lab units -> sRGB levels 0..peak (r, W, 3), rounded, float.
+
+    The formulas and gamut clipping of :func:`recolor.color.lab_to_rgb` then ``round(peak * rgb)``
+    in fewer, cheaper passes (measured 1.2x): the white point sits in the matrix and the peak in the
+    gamma curve, and both piecewise curves avoid ``where``. CIE's linear piece is the tangent of
+    f^3 at the threshold f0, so f^3 for f > f0 and the tangent below is tangent(f) +
+    (m^3 - tangent(m)) with m = max(f, f0); sRGB's linear piece lies above its power curve past
+    the threshold and below it before, so the curve is the minimum of the two. It agrees with
+    lab_to_rgb to within one level on a handful of pixels in 100,000 (rounding).
+    """
+    fy = (lightness + 16.0) / 116.0
+    f = torch.stack((fy + ab[0] / 500.0, fy, (fy - ab[1] / 200.0).clamp_min_(0.0)))
+    m = f.clamp_min(CIE_F_THRESHOLD)
+    t = (m * m * m).sub_((m - 16.0 / 116.0).div_(CIE_LINEAR_SLOPE)).add_((f - 16.0 / 116.0).div_(CIE_LINEAR_SLOPE))
+    linear = torch.einsum("ij,jhw->ihw", matrix, t).clamp_(0.0, 1.0)
+    straight = linear * (12.92 * peak)
+    curved = linear.clamp_min_(0.0031308).pow_(1 / 2.4).mul_(1.055 * peak).sub_(0.055 * peak)
+    return torch.minimum(curved, straight).round_().permute(1, 2, 0)
+
+
+def _lightness_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, 256) luminance contribution of each 8-bit R, G, B value, and (256,) L of each grey value."""
+    if device not in _LIGHTNESS_TABLES:
+        levels = torch.arange(256, dtype=torch.float32) / 255.0
+        luminance = torch.tensor(XYZ_FROM_RGB[1], dtype=torch.float32)[:, None] * srgb_to_linear(levels)[None]
+        grey = rgb_to_lightness(levels.view(1, 1, 256).expand(3, 1, 256))[0, 0]
+        _LIGHTNESS_TABLES[device] = (luminance.to(device), grey.to(device))
+    return _LIGHTNESS_TABLES[device]
+
+
+def lightness_from_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """CIE L (1, H, W) float32 of 8-bit sRGB pixels (H, W, C), C = 1 (grey) or 3, on their device.
+
+    256-entry tables replace the sRGB gamma curve (the costly part of a float conversion); the
+    cube root of the luminance remains. Computed in row strips: no full-size float RGB. (Gathers
+    with int32 indices, channel by channel, measured fastest: 2.5x the float conversion on a CPU.)
+    """
+    height, width, channels = pixels.shape
+    luminance, grey = _lightness_tables(pixels.device)
+    out = torch.empty((1, height, width), dtype=torch.float32, device=pixels.device)
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        strip = pixels[top : top + rows].to(torch.int32)
+        target = out[0, top : top + rows]
+        if channels == 1:
+            target.copy_(grey.index_select(0, strip.flatten()).view_as(target))
+            continue
+        y = luminance[0].index_select(0, strip[..., 0].flatten())
+        y.add_(luminance[1].index_select(0, strip[..., 1].flatten())).add_(luminance[2].index_select(0, strip[..., 2].flatten()))
+        f = torch.where(y > CIE_EPSILON, y.clamp_min(CIE_EPSILON).pow_(1.0 / 3.0), CIE_LINEAR_SLOPE * y + 16.0 / 116.0)
+        target.copy_(f.mul_(116.0).sub_(16.0).view_as(target))
+    return out

@@ -289,14 +289,28 @@ def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision
         colorizer = Colorizer.load(target, device=device, precision=precision)
     except KeyError as exc:
         raise KeyError(f"{exc.args[0]}; diverse samplers: {', '.join(SAMPLER_NAMES)}") from None
+    sampler = sampler_for(colorizer, wants_dropout, draws, chunk)
+    if sampler is None:
+        raise CheckpointError(f"model '{colorizer.name}' is deterministic (no latent code, no dropout): it cannot sample diverse colorizations")
+    return sampler
+
+
+def sampler_for(colorizer: Colorizer, wants_dropout: bool, draws: int = DEFAULT_DRAWS, chunk: int | None = None,
+                dropout_unasked: bool = True) -> DiverseSampler | None:
+    """The sampler a loaded model supports, or None when it is deterministic.
+
+    divcolor samples its mixture; generators with a latent z sample z (unless dropout sampling was
+    asked for by name, ``pix2pix-dropout``); generators with dropout sample dropout masks, when
+    asked for or (``dropout_unasked``) as the last resort.
+    """
     generator = colorizer.generator
     if hasattr(generator, "mixture") and hasattr(generator, "sample"):
         return MixtureSampler(colorizer, draws, chunk)
     if not wants_dropout and hasattr(generator, "latent_dim") and hasattr(generator, "prior_z"):
         return LatentSampler(colorizer, draws, chunk)
-    if has_dropout(generator):
+    if (wants_dropout or dropout_unasked) and has_dropout(generator):
         return DropoutSampler(colorizer, draws, chunk)
-    raise CheckpointError(f"model '{colorizer.name}' is deterministic (no latent code, no dropout): it cannot sample diverse colorizations")
+    return None
 
 
 # --- outputs ---------------------------------------------------------------------------------

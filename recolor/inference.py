@@ -14,7 +14,6 @@ look-up, the resize to the model's input, and the join. The batch pipeline of
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,47 +25,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import DEFAULT_MODEL
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint_header
-from .color import _D65_WHITE, _EPSILON, _F_THRESHOLD, _KAPPA, _XYZ_FROM_RGB, denormalize_ab, normalize_l, output_to_ab, rgb_to_lightness, srgb_to_linear
+from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs  # noqa: F401 (re-exported)
+from .pretrained import Pretrained, checked_model, load_pretrained, network_from_checkpoint  # noqa: F401 (checked_model re-exported)
+from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-exported)
+    STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, output_to_ab, rgb_from_xyz_matrix, thumbnail_chroma,
+)
 from .imageio import (
     COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image,
     image_metadata, image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
 )
-from .registry import ModelSpec, get_model_spec
+from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
 
-# Per-pixel work runs in strips of this many pixels: small enough that the dozen elementwise
-# passes over a strip stay in the CPU's cache (measured: 2x faster than 2-megapixel strips on a
-# 3-megapixel join), large enough that kernel launches do not dominate on a GPU.
-_JOIN_STRIP_PIXELS = 1 << 18
 # rows of Pillow's image copied into the pixel tensor at a time (bounds the temporary bytes)
 _DECODE_STRIP_PIXELS = 1 << 20
-
-
-def weights_dirs() -> list[Path]:
-    """Where shipped weights are looked for: $RECOLOR_WEIGHTS_DIR, the installed package, the source tree."""
-    dirs = []
-    if os.environ.get("RECOLOR_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["RECOLOR_WEIGHTS_DIR"]))
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        dirs.append(Path(str(importlib.resources.files("recolor.weights"))))
-    dirs.append(Path(__file__).resolve().parent.parent / "weights")
-    return dirs
-
-
-def find_weights(name_or_path: str | Path) -> Path:
-    """A checkpoint path as given, or the shipped ``weights/<model>.safetensors`` for a model name."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".safetensors" or candidate.exists() or os.sep in str(name_or_path):
-        if not candidate.is_file():
-            raise CheckpointError(f"{candidate}: no such checkpoint file")
-        return candidate
-    spec = get_model_spec(str(name_or_path))  # KeyError for unknown names
-    for folder in weights_dirs():
-        path = folder / f"{spec.name}.safetensors"
-        if path.is_file():
-            return path
-    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them with `recolor train --model {spec.name}` and pass --model PATH")
 
 
 def input_size(config: dict, generator: torch.nn.Module, requested: int | None) -> int:
@@ -81,25 +53,6 @@ def input_size(config: dict, generator: torch.nn.Module, requested: int | None) 
     if size % multiple:
         size = max(multiple, round(size / multiple) * multiple)
     return size
-
-
-def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, dict]:
-    """The model spec and full config of a checkpoint (tensors loaded or header only), or CheckpointError.
-
-    The config's values are checked against the model's defaults, and the generator's tensor
-    shapes in the file against a build on the meta device, before anything is allocated.
-    """
-    try:
-        spec = get_model_spec(checkpoint.model)
-        config = spec.config(checkpoint.config)
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint.path}: {exc.args[0] if exc.args else exc}") from None
-    stored, expected = checkpoint.generator_state(checkpoint.shapes), spec.state_shapes(config)
-    if stored != expected:
-        wrong = sorted(set(stored) ^ set(expected)) or sorted(key for key in stored if stored[key] != expected[key])
-        raise CheckpointError(f"{checkpoint.path}: tensors do not fit model '{spec.name}' with its stored config "
-                              f"({len(wrong)} differ, first '{wrong[0]}')")
-    return spec, config
 
 
 class NonFiniteOutputError(ValueError):
@@ -195,22 +148,6 @@ def _looks_colour(image: Image.Image) -> bool:
     return thumbnail_chroma(np.asarray(probe)) > COLOUR_CHROMA_THRESHOLD
 
 
-_LINEAR_OF_LEVEL = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy()
-_XYZ_OVER_WHITE = (np.array(_XYZ_FROM_RGB) / np.array(_D65_WHITE)[:, None]).T
-
-
-def thumbnail_chroma(rgb: np.ndarray) -> float:
-    """Mean Lab chroma of a small uint8 RGB array: :func:`recolor.imageio.mean_chroma`'s figure.
-
-    The same formulas in a handful of numpy calls: a decoding thread that issued mean_chroma's
-    thirty small torch calls would fight the model's thread for the GIL at every one of them.
-    """
-    t = _LINEAR_OF_LEVEL[rgb].reshape(-1, 3) @ _XYZ_OVER_WHITE
-    f = np.where(t > _EPSILON, np.cbrt(np.maximum(t, _EPSILON)), _KAPPA * t + 16.0 / 116.0)
-    a, b = 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])
-    return float(np.sqrt(a * a + b * b).mean()) if len(a) else 0.0
-
-
 class Colorizer:
     """A loaded colorization model. ``Colorizer.load()`` (the shipped default), ``Colorizer.load("pix2pix")`` or ``Colorizer.load("run/model.safetensors")``."""
 
@@ -235,17 +172,11 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, **kwargs) -> "Colorizer":
-        spec, config = checked_model(checkpoint)
-        state = checkpoint.generator_state()
-        if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
-            raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
-        generator = spec.build(config)
-        try:
-            generator.load_state_dict({k: v.float() for k, v in state.items()})
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"{checkpoint.path}: weights do not fit model '{spec.name}' with its stored config ({first})") from None
-        return cls(spec, config, generator, source=checkpoint.path, **kwargs)
+        return cls.from_pretrained(network_from_checkpoint(checkpoint), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained: Pretrained, **kwargs) -> "Colorizer":
+        return cls(pretrained.spec, pretrained.config, pretrained.network, source=pretrained.path, **kwargs)
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_MODEL, **options) -> "Colorizer":
@@ -264,9 +195,7 @@ class Colorizer:
         Raises KeyError (unknown model name), CheckpointError (missing or unusable file) and
         ValueError (a bad option), each with a one-line message.
         """
-        path = find_weights(model)
-        checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
-        return cls.from_checkpoint(load_checkpoint(path), **options)
+        return cls.from_pretrained(load_pretrained(model), **options)
 
     @property
     def name(self) -> str:
@@ -387,8 +316,8 @@ def join_to_host(lightness: torch.Tensor, ab_small: torch.Tensor, device: torch.
     rows_small = ab.shape[-2]
     ab_rows = F.interpolate(ab[None], size=(rows_small, width), mode="bilinear", align_corners=False)[0]  # (2, h, W)
     top_index, bottom_index, weight = _bilinear_taps(height, rows_small, device)
-    matrix = _rgb_from_xyz(device)
-    rows = max(1, _JOIN_STRIP_PIXELS // max(width, 1))
+    matrix = rgb_from_xyz_matrix(device)
+    rows = max(1, STRIP_PIXELS // max(width, 1))
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         ab_strip = torch.lerp(ab_rows[:, top_index[top:bottom]], ab_rows[:, bottom_index[top:bottom]], weight[top:bottom, None])
@@ -406,73 +335,6 @@ def _bilinear_taps(size_out: int, size_in: int, device: torch.device) -> tuple[t
     position = ((torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * (size_in / size_out) - 0.5).clamp_(0, size_in - 1)
     first = position.floor().long()
     return first, (first + 1).clamp_(max=size_in - 1), position - first
-
-
-_MATRICES: dict[torch.device, torch.Tensor] = {}
-_LIGHTNESS_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _rgb_from_xyz(device: torch.device) -> torch.Tensor:
-    """XYZ->linear sRGB with the D65 white folded in, computed once per device (in float64)."""
-    if device not in _MATRICES:
-        matrix = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)) * torch.tensor(_D65_WHITE, dtype=torch.float64)
-        _MATRICES[device] = matrix.float().to(device)
-    return _MATRICES[device]
-
-
-def lab_to_srgb_levels(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
-    """L (r, W) and ab (2, r, W) in Lab units -> sRGB levels 0..peak (r, W, 3), rounded, float.
-
-    The formulas and gamut clipping of :func:`recolor.color.lab_to_rgb` then ``round(peak * rgb)``
-    in fewer, cheaper passes (measured 1.2x): the white point sits in the matrix and the peak in the
-    gamma curve, and both piecewise curves avoid ``where``. CIE's linear piece is the tangent of
-    f^3 at the threshold f0, so f^3 for f > f0 and the tangent below is tangent(f) +
-    (m^3 - tangent(m)) with m = max(f, f0); sRGB's linear piece lies above its power curve past
-    the threshold and below it before, so the curve is the minimum of the two. It agrees with
-    lab_to_rgb to within one level on a handful of pixels in 100,000 (rounding).
-    """
-    fy = (lightness + 16.0) / 116.0
-    f = torch.stack((fy + ab[0] / 500.0, fy, (fy - ab[1] / 200.0).clamp_min_(0.0)))
-    m = f.clamp_min(_F_THRESHOLD)
-    t = (m * m * m).sub_((m - 16.0 / 116.0).div_(_KAPPA)).add_((f - 16.0 / 116.0).div_(_KAPPA))
-    linear = torch.einsum("ij,jhw->ihw", matrix, t).clamp_(0.0, 1.0)
-    straight = linear * (12.92 * peak)
-    curved = linear.clamp_min_(0.0031308).pow_(1 / 2.4).mul_(1.055 * peak).sub_(0.055 * peak)
-    return torch.minimum(curved, straight).round_().permute(1, 2, 0)
-
-
-def _lightness_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(3, 256) luminance contribution of each 8-bit R, G, B value, and (256,) L of each grey value."""
-    if device not in _LIGHTNESS_TABLES:
-        levels = torch.arange(256, dtype=torch.float32) / 255.0
-        luminance = torch.tensor(_XYZ_FROM_RGB[1], dtype=torch.float32)[:, None] * srgb_to_linear(levels)[None]
-        grey = rgb_to_lightness(levels.view(1, 1, 256).expand(3, 1, 256))[0, 0]
-        _LIGHTNESS_TABLES[device] = (luminance.to(device), grey.to(device))
-    return _LIGHTNESS_TABLES[device]
-
-
-def lightness_from_pixels(pixels: torch.Tensor) -> torch.Tensor:
-    """CIE L (1, H, W) float32 of 8-bit sRGB pixels (H, W, C), C = 1 (grey) or 3, on their device.
-
-    256-entry tables replace the sRGB gamma curve (the costly part of a float conversion); the
-    cube root of the luminance remains. Computed in row strips: no full-size float RGB. (Gathers
-    with int32 indices, channel by channel, measured fastest: 2.5x the float conversion on a CPU.)
-    """
-    height, width, channels = pixels.shape
-    luminance, grey = _lightness_tables(pixels.device)
-    out = torch.empty((1, height, width), dtype=torch.float32, device=pixels.device)
-    rows = max(1, _JOIN_STRIP_PIXELS // max(width, 1))
-    for top in range(0, height, rows):
-        strip = pixels[top : top + rows].to(torch.int32)
-        target = out[0, top : top + rows]
-        if channels == 1:
-            target.copy_(grey.index_select(0, strip.flatten()).view_as(target))
-            continue
-        y = luminance[0].index_select(0, strip[..., 0].flatten())
-        y.add_(luminance[1].index_select(0, strip[..., 1].flatten())).add_(luminance[2].index_select(0, strip[..., 2].flatten()))
-        f = torch.where(y > _EPSILON, y.clamp_min(_EPSILON).pow_(1.0 / 3.0), _KAPPA * y + 16.0 / 116.0)
-        target.copy_(f.mul_(116.0).sub_(16.0).view_as(target))
-    return out
 
 
 def iter_batches(items: Iterable, size: int) -> Iterable[list]:

@@ -1,12 +1,16 @@
-"""Model registry: each model name maps to its generator builder, default config and training recipe.
+"""Model registry: each model name maps to its network builder and architecture config; training
+recipes attach to it.
 
-Like timm's ``@register_model``: a model module declares itself with :func:`register_model`, and
-everything else (the CLI, ``Colorizer``, checkpoints) looks models up by name. A checkpoint
-stores the name and the full config, so ``build_generator(name, config)`` rebuilds it exactly.
+Like timm's ``@register_model``, a network file declares its models with :func:`register_model`
+(name, builder, the architecture keys and their defaults), so inference needs nothing above the
+networks. A training recipe file attaches its recipe class and training defaults (learning
+rates, loss weights, ...) to those names with :func:`attach_recipe`; only ``recolor.training``
+does that. A checkpoint stores the name and the full config, so the file alone rebuilds its network.
 
-Adding a model = a network file (``recolor/networks/``) and a recipe file
-(``recolor/training/``) that ends with a ``register_model(...)`` call, plus one import line in
-``recolor/training/__init__.py``.
+Adding a model = a network file in ``recolor/networks/`` ending with a ``register_model(...)``
+call, and a recipe file in ``recolor/training/`` ending with ``attach_recipe(...)``; both packages
+import all their modules, and the registry-wide test (tests/test_models.py) covers the new model
+with no edit.
 """
 from __future__ import annotations
 
@@ -24,30 +28,58 @@ Config = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class TrainingSpec:
+    """What a training recipe attaches to a model: its recipe class and the training keys' defaults."""
+
+    recipe: type  # a recolor.training.recipe.Recipe subclass
+    defaults: Config  # training hyper-parameters only (no key of the architecture)
+    tiny: Config = field(default_factory=dict)  # training overrides for the registry-wide test (fast, offline)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     description: str  # one line, shown by `recolor models`
     paper: str  # where it comes from, e.g. "002 sec. 4.2, App. A.1"
-    build: Callable[[Config], nn.Module]  # builds the inference network from a full config
-    default_config: Config  # architecture + training hyper-parameters
-    recipe: type  # the training recipe class (a recolor.training.recipe.Recipe subclass)
+    build: Callable[[Config], nn.Module]  # builds the inference network from a config
+    architecture: Config  # the keys ``build`` reads (and the input size), with their defaults
     output: str = "ab"  # what the generator predicts: "ab" (normalised) or "rgb" in [-1, 1]
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # architecture overrides that make a network small enough for the registry-wide test
+    # (tests/test_models.py: build, one training step, save, load, colorize) in seconds on a CPU
+    tiny: Config = field(default_factory=dict)
 
+    # --- the training side, present once recolor.training has attached its recipe -------------
+    @property
+    def training(self) -> TrainingSpec:
+        if self.name not in _TRAINING:
+            raise LookupError(f"model '{self.name}' has no training recipe attached (import recolor.training first)")
+        return _TRAINING[self.name]
+
+    @property
+    def recipe(self) -> type:
+        return self.training.recipe
+
+    @property
+    def default_config(self) -> Config:
+        """Architecture and training defaults together: what `recolor train` starts from."""
+        return {**copy.deepcopy(self.architecture), **copy.deepcopy(self.training.defaults)}
+
+    # --- configs ----------------------------------------------------------------------------
     def config(self, overrides: Config | None = None) -> Config:
-        """The default config updated with overrides; unknown keys are an error (typo guard).
+        """The full default config (architecture + training) updated with overrides; an unknown
+        key is an error (typo guard). Needs the recipe attached (``import recolor.training``).
 
         Each override must have its default's type (:func:`check_config_value`): a config may
         come from an untrusted model file, and ``ngf=100000`` would build a network of terabytes.
         """
-        merged = copy.deepcopy(self.default_config)
-        for key, value in (overrides or {}).items():
-            if key not in merged:
-                known = ", ".join(sorted(merged))
-                raise KeyError(f"model '{self.name}' has no config key '{key}' (known: {known})")
-            check_config_value(key, value, self.default_config[key])
-            merged[key] = value
-        return merged
+        return _merged(self.name, self.default_config, overrides or {}, strict=True)
+
+    def architecture_config(self, stored: Config | None = None) -> Config:
+        """The architecture defaults updated with a stored config's architecture keys, checked the
+        same way; its training keys are left out (inference needs none, and does not load the
+        recipes that know them)."""
+        return _merged(self.name, copy.deepcopy(self.architecture), stored or {}, strict=False)
 
     def check_image_size(self, config: Config) -> None:
         """ValueError, before any work, when the network cannot take ``image_size`` x ``image_size``
@@ -69,6 +101,17 @@ class ModelSpec:
         with torch.device("meta"):
             network = self.build(config)
         return {key: tuple(value.shape) for key, value in network.state_dict().items()}
+
+
+def _merged(name: str, defaults: Config, overrides: Config, strict: bool) -> Config:
+    for key, value in overrides.items():
+        if key not in defaults:
+            if not strict:
+                continue
+            raise KeyError(f"model '{name}' has no config key '{key}' (known: {', '.join(sorted(defaults))})")
+        check_config_value(key, value, defaults[key])
+        defaults[key] = value
+    return defaults
 
 
 # Ranges of integer config values, by key name; every other integer must be >= 0. Sizes and
@@ -124,10 +167,11 @@ def _check_count(key: str, value: int | float) -> None:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
+_TRAINING: dict[str, TrainingSpec] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    """Add a model to the registry (called at import time by each recipe module)."""
+    """Add a model to the registry (called at import time by each network module)."""
     for key in (spec.name, *spec.aliases):
         if key in _REGISTRY or key in _ALIASES:
             raise ValueError(f"model name '{key}' registered twice")
@@ -137,8 +181,19 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def attach_recipe(name: str, recipe: type, training_defaults: Config, tiny: Config | None = None) -> None:
+    """Give a registered model its training recipe and training defaults (called by recipe modules)."""
+    spec = get_model_spec(name)
+    clash = sorted(set(training_defaults) & set(spec.architecture))
+    if clash:
+        raise ValueError(f"model '{name}': training keys {clash} are architecture keys already")
+    if spec.name in _TRAINING:
+        raise ValueError(f"model '{name}' has a training recipe already")
+    _TRAINING[spec.name] = TrainingSpec(recipe, copy.deepcopy(training_defaults), dict(tiny or {}))
+
+
 def _ensure_loaded() -> None:
-    importlib.import_module("recolor.training")
+    importlib.import_module("recolor.networks")  # each network module registers its models
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -153,7 +208,3 @@ def list_models() -> list[ModelSpec]:
     _ensure_loaded()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
-
-def build_generator(name: str, config: Config | None = None) -> nn.Module:
-    spec = get_model_spec(name)
-    return spec.build(spec.config(config))

@@ -71,3 +71,8 @@ def tiny_pix2pix_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, generator.state_dict(), "pix2pix", config, kind="weights", dtype=torch.float16)
     return path
+
+
+# Attach every training recipe to the registry once: inference alone never loads recolor.training
+# (a subprocess test checks that), but many tests build recipes or full training configs.
+import recolor.training  # noqa: E402,F401

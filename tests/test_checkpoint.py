@@ -54,8 +54,14 @@ def test_wrong_metadata_is_a_clear_error(tmp_path, tiny_pix2pix_checkpoint):
         Colorizer.load(mismatched)
     typo = tmp_path / "typo.safetensors"
     save_file(state, str(typo), metadata={"recolor.model": "pix2pix", "recolor.config": json.dumps({"ngf_typo": 8})})
-    with pytest.raises(CheckpointError, match="no config key 'ngf_typo'"):
+    # inference rebuilds from the architecture keys only (training keys are the recipes'), so a
+    # misspelt key leaves ngf at its default and the 8-wide tensors are refused before allocating
+    with pytest.raises(CheckpointError, match="typo.safetensors: tensors do not fit"):
         Colorizer.load(typo)
+    import recolor.training  # noqa: F401  (attaches the recipes: training configs are checked in full)
+
+    with pytest.raises(KeyError, match="no config key 'ngf_typo'"):
+        get_model_spec("pix2pix").config({"ngf_typo": 8})
 
 
 def test_not_a_safetensors_file(tmp_path):

@@ -243,13 +243,24 @@ def test_paths_with_markup_and_newlines_are_printed_as_they_are(tmp_path, photos
 
 @pytest.mark.parametrize("override, message", [
     ({"ngf": 100000}, "out of range"), ({"ngf": "64"}, "expected a finite number"), ({"ngf": 64.5}, "expected an integer"), ({"ngf": -4}, "out of range"),
-    ({"image_size": 65536}, "out of range"), ({"norm": 3}, "expected str"), ({"betas": "x"}, "expected a list"),
+    ({"image_size": 65536}, "out of range"), ({"norm": 3}, "expected str"), ({"dropout": "x"}, "expected a finite number"),
 ])
 def test_bad_config_values_in_a_model_file_are_named_and_refused(tmp_path, grey_photo_path, override, message):
     crafted = corpus.crafted_checkpoint(tmp_path / "crafted.safetensors", "pix2pix", {**TINY, **override})
     result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", crafted, "-q")
     clean_exit(result, 2)
     assert "crafted.safetensors" in result.output and message in result.output
+
+
+def test_a_bad_training_value_in_a_model_file_is_inert_at_inference_and_refused_by_training(tmp_path, grey_photo_path, tiny_photo_folder):
+    # inference rebuilds the network from its architecture keys only; training reads the rest, checked in full
+    spec = get_model_spec("pix2pix")
+    tensors = spec.build(spec.architecture_config(TINY)).state_dict()
+    crafted = corpus.crafted_checkpoint(tmp_path / "crafted.safetensors", "pix2pix", {**TINY, "betas": "x"}, tensors)
+    clean_exit(cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", crafted, "-q"), 0)
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--init-from", crafted, "--max-steps", "1", "-q")
+    clean_exit(result, 2)
+    assert "config 'betas': expected a list" in result.output
 
 
 def test_a_config_that_does_not_fit_the_tensors_is_refused_before_building(tmp_path, monkeypatch):

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .unet import UNetGenerator
+from ..registry import Config, ModelSpec, register_model
+from .unet import UNET_ARCHITECTURE, UNetGenerator
 
 FIELD_SIZE = 64  # the colour field the VAE embeds (paper section 6.1): 4 stride-2 convs down to 4x4
 
@@ -311,3 +312,45 @@ class DivColorNet(nn.Module):
         else:
             raise ValueError(f"unknown sampling method '{method}' (topk or random)")
         return self.decode(z, lightness), chosen
+
+
+DIVCOLOR_TINY: Config = {"image_size": 64, "width": 8, "latent_dim": 8, "mdn_channels": [8, 8, 8, 8, 8], "mdn_hidden": 16}
+
+DIVCOLOR_ARCHITECTURE: Config = {
+    "image_size": 128,  # the grey-level features' input (the pix2pix resolution); the colour field is 64x64
+    "latent_dim": 64,  # d (section 6.1)
+    "width": 128,  # VAE channels 128-256-512-1024 (section 6.1)
+    "grey_skip": False,  # True: "ours+skip" (section 7)
+    "mdn_components": 8,
+    "mdn_variance": 0.1,  # fixed spherical variance sigma^2 (section 6.2)
+    "mdn_channels": [384, 320, 288, 256, 128],
+    "mdn_hidden": 4096,
+    "mdn_dropout": 0.25,
+    "feature_level": 3,  # which pix2pix encoder activation is G
+    "feature_ngf": None,  # filled in from the feature checkpoint when training starts
+    "feature_norm": None,
+}
+
+
+def build_divcolor(config: Config) -> DivColorNet:
+    """The inference network. Unresolved feature settings fall back to pix2pix's defaults."""
+    filled = {"feature_ngf": UNET_ARCHITECTURE["ngf"], "feature_norm": UNET_ARCHITECTURE["norm"]}
+    return DivColorNet({**config, **{key: value for key, value in filled.items() if config[key] is None}})
+
+
+register_model(ModelSpec(
+    name="divcolor",
+    description="diverse colorization: 64x64 colour-field VAE (Mahalanobis + colourfulness + gradient losses) + 8-component MDN",
+    paper="004 sec. 3, 4, 6.1-6.2",
+    build=build_divcolor,
+    architecture=DIVCOLOR_ARCHITECTURE,
+    tiny=DIVCOLOR_TINY,
+))
+register_model(ModelSpec(
+    name="divcolor-skip",
+    description="divcolor 'ours+skip': the VAE decoder also gets a grey-level encoder through skip connections",
+    paper="004 sec. 7, 6.3",
+    build=build_divcolor,
+    architecture={**DIVCOLOR_ARCHITECTURE, "grey_skip": True},
+    tiny=DIVCOLOR_TINY,
+))

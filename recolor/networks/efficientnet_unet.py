@@ -37,6 +37,7 @@ from torch import nn
 
 from ..ab_bins import annealed_mean, gamut_bin_centres
 from ..color import lab_normalized_to_rgb
+from ..registry import Config, ModelSpec, register_model
 
 ENCODERS = ("lite0", "lite1", "lite2")
 HEADS = ("regression", "classification")
@@ -117,3 +118,29 @@ class EfficientNetUNet(nn.Module):
         """Normalised ab at the input's size; ``quarter=True``: the raw head output (training)."""
         output = self.quarter_output(lightness)
         return output if quarter else self.to_ab(output, lightness.shape[-2:])
+
+
+EFFNET_UNET_ARCHITECTURE: Config = {
+    "image_size": 256,
+    "encoder": "lite0",
+    "decoder_widths": [160, 96, 64],
+    "loss": "ce",  # an architecture key too: "ce" gives the ab-bin classification head, the others regression
+    "temperature": 0.38,
+    "colour_boost": 0.0,
+}
+
+
+def build_effnet_unet(config: Config) -> EfficientNetUNet:
+    head = "classification" if config["loss"] == "ce" else "regression"
+    return EfficientNetUNet(encoder=config["encoder"], decoder_widths=tuple(config["decoder_widths"]), head=head,
+                            temperature=config["temperature"], colour_boost=config["colour_boost"])
+
+
+register_model(ModelSpec(
+    name="effnet-unet",
+    description="U-Net on an ImageNet EfficientNet-Lite encoder, ab-bin classification + annealed mean (the shipped default)",
+    paper="002 sec. 4.2 (pretrained-encoder U-Net); Zhang et al. 2016 loss",
+    build=build_effnet_unet,
+    architecture=EFFNET_UNET_ARCHITECTURE,
+    tiny={"image_size": 64, "decoder_widths": [16, 16, 16]},
+))

@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import Config, ModelSpec, register_model
+
 LEAK = 0.2
 LATENT_MODES = ("mean", "sample")
 
@@ -270,3 +272,71 @@ class ResidualCritic(nn.Module):
     def forward(self, lightness: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         h = self.down(self.blocks(self.stem(torch.cat((lightness, rgb.to(lightness.dtype)), dim=1))))
         return self.score(h.mean(dim=(2, 3))).squeeze(1)
+
+
+# --- registration: the builders (what `spec.build` returns: the inference generator) ------------
+
+def check_latent_mode(config: Config) -> None:
+    if config["inference_z"] not in LATENT_MODES:
+        raise ValueError(f"inference_z must be one of {', '.join(LATENT_MODES)}, got '{config['inference_z']}'")
+
+
+def build_cnn(config: Config) -> DilatedCNN:
+    return DilatedCNN(config["channels"])
+
+
+def build_conditional_generator(config: Config, residual: bool) -> ConditionalGenerator:
+    check_latent_mode(config)
+    return ConditionalGenerator(
+        image_size=config["image_size"],
+        latent_dim=config["latent_dim"],
+        cond_channels=config["cond_channels"],
+        zmap_channels=config["zmap_channels"],
+        decoder_channels=config["decoder_channels"],
+        residual_condition=residual,
+        inference_z=config["inference_z"],
+    )
+
+
+def build_vae_generator(config: Config) -> ConditionalGenerator:
+    """Conditional branch + decoder of the CVAE (Tables 3-4); also AGE's and IntroVAE's."""
+    return build_conditional_generator(config, residual=False)
+
+
+def build_wgan_generator(config: Config) -> ConditionalGenerator:
+    """The CWGAN-GP generator: the same with the residual shortcut in the grey branch (sec. 5.1.1)."""
+    return build_conditional_generator(config, residual=True)
+
+
+CNN_ARCHITECTURE: Config = {"image_size": 64, "channels": list(CNN_CHANNELS)}
+LATENT_ARCHITECTURE: Config = {
+    "image_size": 64,
+    "latent_dim": LATENT_DIM,
+    "cond_channels": list(CONDITIONAL_CHANNELS),
+    "zmap_channels": ZMAP_CHANNELS,
+    "decoder_channels": list(DECODER_CHANNELS),
+    "inference_z": "mean",
+}
+WGAN_ARCHITECTURE: Config = {**LATENT_ARCHITECTURE, "inference_z": "sample"}
+
+_TINY_LATENT: Config = {"cond_channels": [4, 8, 16], "zmap_channels": 4, "decoder_channels": [8, 8, 8, 8, 8], "latent_dim": 16}
+PAPER000_TINY = {build_cnn: {"channels": [4, 8, 16, 16, 16, 8, 4]}, build_vae_generator: _TINY_LATENT, build_wgan_generator: _TINY_LATENT}
+
+for _name, _description, _paper, _build, _architecture in [
+    ("cnn-l1", "dilated CNN (Table 1) regressing RGB with an L1 loss, 64 px", "000 sec. 3, Table 1", build_cnn, CNN_ARCHITECTURE),
+    ("cnn-l2", "dilated CNN (Table 1) regressing RGB with an L2 loss, 64 px", "000 sec. 3, Table 1", build_cnn, CNN_ARCHITECTURE),
+    ("cvae-l1", "conditional VAE (Tables 2-4), KL + L1, decodes z = 0 at inference, 64 px", "000 sec. 4, Tables 2-4",
+     build_vae_generator, LATENT_ARCHITECTURE),
+    ("cvae-l2", "conditional VAE (Tables 2-4), KL + L2, decodes z = 0 at inference, 64 px", "000 sec. 4, Tables 2-4",
+     build_vae_generator, LATENT_ARCHITECTURE),
+    ("cwgan-gp", "conditional WGAN-GP, residual critic fed the grey image, GP 10, samples z, 64 px", "000 sec. 5.1.1",
+     build_wgan_generator, WGAN_ARCHITECTURE),
+    ("cwgan-gp-l1", "conditional WGAN-GP + L1 reconstruction, critic:generator 1:1, samples z, 64 px", "000 sec. 5.1.2",
+     build_wgan_generator, WGAN_ARCHITECTURE),
+    ("age", "Adversarial Generative Encoder (Algorithm 1) on the CVAE networks, decodes z = 0, 64 px", "000 sec. 6.1, Alg. 1",
+     build_vae_generator, LATENT_ARCHITECTURE),
+    ("introvae", "Introspective VAE (Algorithm 2; alpha 0.5, beta 0.4, m 120) on the CVAE networks, 64 px", "000 sec. 6.2, Alg. 2",
+     build_vae_generator, LATENT_ARCHITECTURE),
+]:
+    register_model(ModelSpec(name=_name, description=_description, paper=_paper, build=_build, architecture=_architecture,
+                             tiny=PAPER000_TINY[_build], output="rgb", aliases=("ivae",) if _name == "introvae" else ()))

@@ -29,13 +29,14 @@ checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models import ResNet18_Weights
 
+from ..checkpoint import read_state_dict as read_foreign_state_dict
+from ..registry import Config, ModelSpec, register_model
 from .blocks import init_normal
 
 ENCODER_WIDTHS = (64, 64, 128, 256, 512)  # conv1, layer1, layer2, layer3, layer4
@@ -111,25 +112,9 @@ def download_imagenet_state_dict() -> dict[str, torch.Tensor]:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors file, or a .pth/.pt file read with weights_only=True."""
-    path = Path(path)
-    if not path.is_file():
-        raise EncoderWeightsError(f"{path}: no such encoder weights file (expected 'imagenet', 'none' or a .safetensors/.pth path)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        # torchvision distributes ResNet-18 as a pickled .pth: weights_only refuses anything but tensors
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EncoderWeightsError(f"{path}: not a readable state dict ({reason})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise EncoderWeightsError(f"{path}: does not hold a state dict")
-    return state
+    """A state dict from a .safetensors file, or a .pth/.pt file read with weights_only=True
+    (torchvision distributes ResNet-18 as a pickled .pth: weights_only refuses anything but tensors)."""
+    return read_foreign_state_dict(path, EncoderWeightsError, "encoder weights", " (expected 'imagenet', 'none' or a .safetensors/.pth path)")
 
 
 def load_encoder_weights(encoder: nn.Module, source: str | Path) -> str:
@@ -159,3 +144,17 @@ def load_encoder_weights(encoder: nn.Module, source: str | Path) -> str:
             raise EncoderWeightsError(f"{source}: '{key}' has shape {tuple(value.shape)}, ResNet-18 needs {tuple(expected[key].shape)}")
     encoder.load_state_dict(cleaned)
     return "ImageNet weights" if source.lower() == "imagenet" else f"weights from {source}"
+
+
+def build_resnet_unet(config: Config) -> ResNetUNetGenerator:
+    return ResNetUNetGenerator(out_channels=2)
+
+
+register_model(ModelSpec(
+    name="resnet18",
+    description="U-Net with an ImageNet ResNet-18 encoder + 70x70 PatchGAN, BCE cGAN + 100*L1",
+    paper="002 sec. 4.2, 5.2, App. A.2",
+    build=build_resnet_unet,
+    architecture={"image_size": 256},
+    tiny={"image_size": 32},
+))

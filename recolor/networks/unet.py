@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import Config, ModelSpec, register_model
 from .blocks import init_normal, norm_layer
 
 
@@ -81,3 +82,32 @@ class UNetGenerator(nn.Module):
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(lightness))
+
+
+# --- registration: pix2pix and the GAN family of papers 001/003 share this generator -------------
+
+UNET_ARCHITECTURE: Config = {
+    "image_size": 256,
+    "ngf": 64,
+    "num_downs": 8,
+    "dropout": 0.5,
+    "dropout_layers": 3,
+    "norm": "batch",
+}
+
+
+def build_unet(config: Config) -> UNetGenerator:
+    return UNetGenerator(in_channels=1, out_channels=2, **{key: config[key] for key in UNET_ARCHITECTURE if key != "image_size"})
+
+
+for _name, _description, _paper in [
+    ("pix2pix", "pix2pix U-Net generator + 70x70 PatchGAN, BCE cGAN + 100*L1", "002 sec. 4-5, App. A.1/A.3; 001 sec. 4"),
+    ("pix2pix-lsgan", "pix2pix U-Net + PatchGAN with the least-squares GAN loss (a=0, b=1, c=1) + 100*L1", "001 sec. 3.2, 4"),
+    ("pix2pix-ebgan", "pix2pix U-Net + auto-encoder EBGAN discriminator, margin loss + pull-away term + 100*L1", "001 sec. 3.3, 4"),
+    ("pix2pix-wgan", "pix2pix U-Net + PatchGAN critic, WGAN with weight clipping (RMSProp 5e-5, 5 critic steps) + 100*L1",
+     "001 sec. 3.4, 4"),
+    ("wgan-gp", "U-Net + instance-norm PatchGAN critic, WGAN-GP (10, 5 critic steps); 60 epochs L1 then -D + 1*L1",
+     "003 sec. IV.I.II, IV.II-III"),
+]:
+    register_model(ModelSpec(name=_name, description=_description, paper=_paper, build=build_unet, architecture=UNET_ARCHITECTURE,
+                             tiny={"image_size": 32, "ngf": 8, "num_downs": 5}))

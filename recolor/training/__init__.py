@@ -1,7 +1,10 @@
-"""Training recipes. Importing this package registers every model (one import per recipe file)."""
-from . import divcolor  # noqa: F401
-from . import efficientnet_unet  # noqa: F401
-from . import paper000  # noqa: F401
-from . import gan_family  # noqa: F401
-from . import pix2pix  # noqa: F401
-from . import resnet_unet  # noqa: F401
+"""Training recipes. Importing this package imports every module in it, so each recipe file's
+``attach_recipe`` calls give the registered models (``recolor.networks``) their recipes: a new
+recipe file needs no edit elsewhere."""
+import importlib
+import pkgutil
+
+from .. import networks  # noqa: F401  (registers the architectures the recipes attach to)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, find_weights, load_checkpoint
 from ..color import rgb_to_lab_normalized
-from ..networks.divcolor import FIELD_SIZE, ColourFieldEncoder, DivColorNet, to_field_size
-from ..registry import Config, ModelSpec, register_model
-from .pix2pix import PIX2PIX_DEFAULTS
+from ..networks.divcolor import FIELD_SIZE, ColourFieldEncoder, to_field_size
+from ..networks.unet import UNET_ARCHITECTURE
+from ..registry import Config, ModelSpec, attach_recipe
 from .recipe import Batch, Recipe
 
 
@@ -184,44 +184,32 @@ def colour_fields(rgb_uint8: torch.Tensor) -> torch.Tensor:
 # --- the grey-level feature checkpoint ----------------------------------------------------
 
 def feature_checkpoint_path(name_or_path: str) -> Path:
-    from ..inference import find_weights  # the inference module imports the training package
-
     try:
         return find_weights(name_or_path)
     except KeyError as exc:
         raise CheckpointError(f"feature_checkpoint: {exc.args[0]}") from None
 
 
-def resolve_feature_config(config: Config) -> None:
-    """Fill ``feature_ngf`` / ``feature_norm`` from the pix2pix checkpoint when they are not set."""
+def resolved_feature_config(config: Config) -> Config:
+    """The config with ``feature_ngf`` / ``feature_norm`` filled in from the pix2pix checkpoint when unset (a new dict)."""
     if config["feature_ngf"] is not None and config["feature_norm"] is not None:
-        return
+        return dict(config)
     checkpoint = load_checkpoint(feature_checkpoint_path(config["feature_checkpoint"]))
     if checkpoint.model != "pix2pix":
         raise CheckpointError(f"{checkpoint.path}: the grey-level features come from a pix2pix checkpoint, this one is '{checkpoint.model}'")
-    stored = {**PIX2PIX_DEFAULTS, **checkpoint.config}
+    stored = {**UNET_ARCHITECTURE, **checkpoint.config}
     if int(stored["num_downs"]) < int(config["feature_level"]) + 2:
         raise CheckpointError(f"{checkpoint.path}: its U-Net has {stored['num_downs']} levels, too few for feature_level {config['feature_level']}")
-    config["feature_ngf"] = int(stored["ngf"])
-    config["feature_norm"] = str(stored["norm"])
-
-
-def build_divcolor(config: Config) -> DivColorNet:
-    """The inference network. Unresolved feature settings fall back to pix2pix's defaults."""
-    config = dict(config)
-    if config["feature_ngf"] is None:
-        config["feature_ngf"] = PIX2PIX_DEFAULTS["ngf"]
-    if config["feature_norm"] is None:
-        config["feature_norm"] = PIX2PIX_DEFAULTS["norm"]
-    return DivColorNet(config)
+    return {**config, "feature_ngf": int(stored["ngf"]), "feature_norm": str(stored["norm"])}
 
 
 # --- the recipe ---------------------------------------------------------------------------
 
 class DivColorRecipe(Recipe):
     def __init__(self, spec: ModelSpec, config: Config, device) -> None:
-        super().__init__(spec, config, device)
-        resolve_feature_config(config)  # stored in the checkpoint's config: inference rebuilds the same encoder
+        # the resolved feature settings are stored in the checkpoint's config: inference rebuilds the same encoder
+        super().__init__(spec, resolved_feature_config(config), device)
+        config = self.config
         generator = spec.build(config)
         self.networks["generator"] = generator
         self.networks["colour_encoder"] = ColourFieldEncoder(2, config["width"], config["latent_dim"], config["vae_dropout"])
@@ -246,7 +234,7 @@ class DivColorRecipe(Recipe):
     def load_feature_weights(self) -> None:
         path = feature_checkpoint_path(self.config["feature_checkpoint"])
         checkpoint = load_checkpoint(path)
-        stored = {**PIX2PIX_DEFAULTS, **checkpoint.config}
+        stored = {**UNET_ARCHITECTURE, **checkpoint.config}
         if checkpoint.model != "pix2pix" or stored["ngf"] != self.config["feature_ngf"] or stored["norm"] != self.config["feature_norm"]:
             raise CheckpointError(f"{path}: not a pix2pix checkpoint with ngf={self.config['feature_ngf']}, norm={self.config['feature_norm']}")
         features = self.generator.features
@@ -316,22 +304,10 @@ class DivColorRecipe(Recipe):
         self.steps = int(extra.get("recipe_steps", 0))
 
 
-DIVCOLOR_DEFAULTS: Config = {
-    "image_size": 128,  # the grey-level features' input (the pix2pix resolution); the colour field is 64x64
-    "latent_dim": 64,  # d (section 6.1)
-    "width": 128,  # VAE channels 128-256-512-1024 (section 6.1)
+DIVCOLOR_TRAINING: Config = {
     "vae_dropout": 0.3,
-    "grey_skip": False,  # True: "ours+skip" (section 7)
-    "mdn_components": 8,
-    "mdn_variance": 0.1,  # fixed spherical variance sigma^2 (section 6.2)
-    "mdn_channels": [384, 320, 288, 256, 128],
-    "mdn_hidden": 4096,
-    "mdn_dropout": 0.25,
     "mdn_start_step": 0,  # > 0: VAE alone for that many steps first (closer to the paper's two stages)
     "feature_checkpoint": "pix2pix",  # model name (shipped weights) or a pix2pix .safetensors path
-    "feature_level": 3,  # which pix2pix encoder activation is G
-    "feature_ngf": None,  # filled in from the feature checkpoint when training starts
-    "feature_norm": None,
     "pca_components": 20,
     "hist_bins": 22,  # 10 x 10 Lab-unit bins over [-110, 110]
     "hist_sigma": 0.5,  # in bins: 5 Lab units, as Zhang et al.
@@ -346,24 +322,5 @@ DIVCOLOR_DEFAULTS: Config = {
     "batch_size": 32,
 }
 
-register_model(
-    ModelSpec(
-        name="divcolor",
-        description="diverse colorization: 64x64 colour-field VAE (Mahalanobis + colourfulness + gradient losses) + 8-component MDN",
-        paper="004 sec. 3, 4, 6.1-6.2",
-        build=build_divcolor,
-        default_config=DIVCOLOR_DEFAULTS,
-        recipe=DivColorRecipe,
-    )
-)
-
-register_model(
-    ModelSpec(
-        name="divcolor-skip",
-        description="divcolor 'ours+skip': the VAE decoder also gets a grey-level encoder through skip connections",
-        paper="004 sec. 7, 6.3",
-        build=build_divcolor,
-        default_config={**DIVCOLOR_DEFAULTS, "grey_skip": True},
-        recipe=DivColorRecipe,
-    )
-)
+for _name in ("divcolor", "divcolor-skip"):
+    attach_recipe(_name, DivColorRecipe, DIVCOLOR_TRAINING, tiny={"pca_components": 4, "stats_images": 24})

@@ -32,10 +32,9 @@ from ..ab_bins import bin_histogram, gamut_bin_centres, rebalancing_weights, sof
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..losses import gan_discriminator_loss, gan_generator_loss
 from ..metrics import colourfulness
-from ..networks.efficientnet_unet import EfficientNetUNet
 from ..networks.efficientnet_weights import load_encoder_weights
 from ..networks.patchgan import PatchDiscriminator
-from ..registry import Config, ModelSpec, register_model
+from ..registry import Config, ModelSpec, attach_recipe
 from .loop import unwrap
 from .recipe import Batch, Recipe
 
@@ -52,12 +51,6 @@ def training_bin_counts(dataset: torch.utils.data.Dataset, centres: torch.Tensor
         ab = rgb_to_lab_normalized(F.interpolate(rgb, size=(64, 64), mode="area"))[1]
         counts += bin_histogram(ab, centres)
     return counts
-
-
-def build_effnet_unet(config: Config) -> EfficientNetUNet:
-    head = "classification" if config["loss"] == "ce" else "regression"
-    return EfficientNetUNet(encoder=config["encoder"], decoder_widths=tuple(config["decoder_widths"]), head=head,
-                            temperature=config["temperature"], colour_boost=config["colour_boost"])
 
 
 class EffNetUNetRecipe(Recipe):
@@ -155,14 +148,8 @@ class EffNetUNetRecipe(Recipe):
             self.bin_weights = torch.tensor(extra["bin_weights"], dtype=torch.float32, device=self.device)
 
 
-EFFNET_UNET_DEFAULTS: Config = {
-    "image_size": 256,
-    "encoder": "lite0",
+attach_recipe("effnet-unet", EffNetUNetRecipe, {
     "encoder_weights": "imagenet",
-    "decoder_widths": [160, 96, 64],
-    "loss": "ce",
-    "temperature": 0.38,
-    "colour_boost": 0.0,
     "rebalance": 0.0,
     "lr": 3e-4,
     "encoder_lr": 0.0,
@@ -172,15 +159,4 @@ EFFNET_UNET_DEFAULTS: Config = {
     "l1_lambda": 100.0,
     "ndf": 64,
     "d_layers": 3,
-}
-
-register_model(
-    ModelSpec(
-        name="effnet-unet",
-        description="U-Net on an ImageNet EfficientNet-Lite encoder, ab-bin classification + annealed mean (the shipped default)",
-        paper="002 sec. 4.2 (pretrained-encoder U-Net); Zhang et al. 2016 loss",
-        build=build_effnet_unet,
-        default_config=EFFNET_UNET_DEFAULTS,
-        recipe=EffNetUNetRecipe,
-    )
-)
+}, tiny={"encoder_weights": "none"})

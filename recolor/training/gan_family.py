@@ -34,25 +34,21 @@ Differences from the papers, deliberate:
 """
 from __future__ import annotations
 
-from ..registry import Config, ModelSpec, register_model
-from .pix2pix import GAN_DEFAULTS, PIX2PIX_DEFAULTS, Pix2PixRecipe, build_unet
+from ..registry import Config, attach_recipe
+from .pix2pix import CGAN_TRAINING_DEFAULTS, GAN_DEFAULTS, Pix2PixRecipe
 
 
 def family_config(**changes) -> Config:
-    return {**PIX2PIX_DEFAULTS, **GAN_DEFAULTS, **changes}
+    return {**CGAN_TRAINING_DEFAULTS, **GAN_DEFAULTS, **changes}
 
 
-FAMILY = [
-    ("pix2pix-lsgan", "pix2pix U-Net + PatchGAN with the least-squares GAN loss (a=0, b=1, c=1) + 100*L1", "001 sec. 3.2, 4",
-     family_config(gan="lsgan")),
-    ("pix2pix-ebgan", "pix2pix U-Net + auto-encoder EBGAN discriminator, margin loss + pull-away term + 100*L1", "001 sec. 3.3, 4",
-     family_config(gan="ebgan")),
-    ("pix2pix-wgan", "pix2pix U-Net + PatchGAN critic, WGAN with weight clipping (RMSProp 5e-5, 5 critic steps) + 100*L1", "001 sec. 3.4, 4",
-     family_config(gan="wgan", optimizer="rmsprop", lr=5e-5, n_critic=5, clip_value=0.01)),
-    ("wgan-gp", "U-Net + instance-norm PatchGAN critic, WGAN-GP (10, 5 critic steps); 60 epochs L1 then -D + 1*L1", "003 sec. IV.I.II, IV.II-III",
-     family_config(gan="wgan-gp", critic_norm="instance", lr=1e-4, betas=[0.0, 0.9], n_critic=5, gp_weight=10.0,
-                   l1_lambda=1.0, l1_pretrain_epochs=60, batch_size=32)),
-]
+FAMILY = {
+    "pix2pix-lsgan": family_config(gan="lsgan"),
+    "pix2pix-ebgan": family_config(gan="ebgan"),
+    "pix2pix-wgan": family_config(gan="wgan", optimizer="rmsprop", lr=5e-5, n_critic=5, clip_value=0.01),
+    "wgan-gp": family_config(gan="wgan-gp", critic_norm="instance", lr=1e-4, betas=[0.0, 0.9], n_critic=5, gp_weight=10.0,
+                             l1_lambda=1.0, l1_pretrain_epochs=60, batch_size=32),
+}
 
-for name, description, paper, defaults in FAMILY:
-    register_model(ModelSpec(name=name, description=description, paper=paper, build=build_unet, default_config=defaults, recipe=Pix2PixRecipe))
+for name, training_defaults in FAMILY.items():
+    attach_recipe(name, Pix2PixRecipe, training_defaults, tiny={"ndf": 8, "l1_pretrain_epochs": 0})

@@ -46,19 +46,11 @@ from torch import nn
 
 from ..losses import gradient_penalty, kl_divergence_normal
 from ..networks.paper000 import (
-    CNN_CHANNELS,
-    CONDITIONAL_CHANNELS,
-    DECODER_CHANNELS,
     ENCODER_CHANNELS,
-    LATENT_DIM,
-    LATENT_MODES,
-    ZMAP_CHANNELS,
-    ConditionalGenerator,
-    DilatedCNN,
     ResidualCritic,
     VAEEncoder,
 )
-from ..registry import Config, ModelSpec, register_model
+from ..registry import Config, ModelSpec, attach_recipe
 from .recipe import Batch, Recipe
 
 PAPER = "000"
@@ -85,40 +77,6 @@ def pixel_loss(prediction: torch.Tensor, target: torch.Tensor, kind: str, per_im
 def adam_over(modules: Iterable[nn.Module], config: Config) -> torch.optim.Adam:
     parameters = [p for module in modules for p in module.parameters()]
     return torch.optim.Adam(parameters, lr=config["lr"], betas=tuple(config["betas"]))
-
-
-def check_latent_mode(config: Config) -> None:
-    if config["inference_z"] not in LATENT_MODES:
-        raise ValueError(f"inference_z must be one of {', '.join(LATENT_MODES)}, got '{config['inference_z']}'")
-
-
-# --- builders (what `spec.build` returns: the inference generator) ------------------------------
-
-def build_cnn(config: Config) -> DilatedCNN:
-    return DilatedCNN(config["channels"])
-
-
-def build_conditional_generator(config: Config, residual: bool) -> ConditionalGenerator:
-    check_latent_mode(config)
-    return ConditionalGenerator(
-        image_size=config["image_size"],
-        latent_dim=config["latent_dim"],
-        cond_channels=config["cond_channels"],
-        zmap_channels=config["zmap_channels"],
-        decoder_channels=config["decoder_channels"],
-        residual_condition=residual,
-        inference_z=config["inference_z"],
-    )
-
-
-def build_vae_generator(config: Config) -> ConditionalGenerator:
-    """Conditional branch + decoder of the CVAE (Tables 3-4); also AGE's and IntroVAE's."""
-    return build_conditional_generator(config, residual=False)
-
-
-def build_wgan_generator(config: Config) -> ConditionalGenerator:
-    """The CWGAN-GP generator: the same with the residual shortcut in the grey branch (sec. 5.1.1)."""
-    return build_conditional_generator(config, residual=True)
 
 
 def build_encoder(config: Config) -> VAEEncoder:
@@ -343,26 +301,14 @@ class CWGANGPRecipe(Recipe):
         self.batches_seen = int(extra.get("batches_seen", 0))
 
 
-# --- registration -------------------------------------------------------------------------------
+# --- training defaults, attached to the networks' registrations -------------------------------
 
-COMMON: Config = {"image_size": 64, "batch_size": 64, "lr": 1e-3}
-
-CNN_DEFAULTS: Config = {**COMMON, "channels": list(CNN_CHANNELS), "loss": "l1", "betas": [0.9, 0.999]}
-
-LATENT_DEFAULTS: Config = {
-    **COMMON,
-    "latent_dim": LATENT_DIM,
-    "cond_channels": list(CONDITIONAL_CHANNELS),
-    "zmap_channels": ZMAP_CHANNELS,
-    "decoder_channels": list(DECODER_CHANNELS),
+COMMON_TRAINING: Config = {"batch_size": 64, "lr": 1e-3}
+CNN_TRAINING: Config = {**COMMON_TRAINING, "loss": "l1", "betas": [0.9, 0.999]}
+VAE_TRAINING: Config = {**COMMON_TRAINING, "betas": [0.5, 0.999], "encoder_channels": list(ENCODER_CHANNELS)}
+WGAN_TRAINING: Config = {
+    **COMMON_TRAINING,
     "betas": [0.5, 0.999],
-}
-
-VAE_DEFAULTS: Config = {**LATENT_DEFAULTS, "encoder_channels": list(ENCODER_CHANNELS), "inference_z": "mean"}
-
-WGAN_DEFAULTS: Config = {
-    **LATENT_DEFAULTS,
-    "inference_z": "sample",
     "critic_width": 128,
     "gp_weight": 10.0,
     "n_critic": 5,
@@ -370,26 +316,16 @@ WGAN_DEFAULTS: Config = {
     "lr_decay_epochs": 100,
 }
 
-_SPECS = [
-    ("cnn-l1", "dilated CNN (Table 1) regressing RGB with an L1 loss, 64 px", "000 sec. 3, Table 1",
-     build_cnn, {**CNN_DEFAULTS, "loss": "l1"}, CNNRecipe),
-    ("cnn-l2", "dilated CNN (Table 1) regressing RGB with an L2 loss, 64 px", "000 sec. 3, Table 1",
-     build_cnn, {**CNN_DEFAULTS, "loss": "l2"}, CNNRecipe),
-    ("cvae-l1", "conditional VAE (Tables 2-4), KL + L1, decodes z = 0 at inference, 64 px", "000 sec. 4, Tables 2-4",
-     build_vae_generator, {**VAE_DEFAULTS, "loss": "l1"}, CVAERecipe),
-    ("cvae-l2", "conditional VAE (Tables 2-4), KL + L2, decodes z = 0 at inference, 64 px", "000 sec. 4, Tables 2-4",
-     build_vae_generator, {**VAE_DEFAULTS, "loss": "l2"}, CVAERecipe),
-    ("cwgan-gp", "conditional WGAN-GP, residual critic fed the grey image, GP 10, samples z, 64 px", "000 sec. 5.1.1",
-     build_wgan_generator, WGAN_DEFAULTS, CWGANGPRecipe),
-    ("cwgan-gp-l1", "conditional WGAN-GP + L1 reconstruction, critic:generator 1:1, samples z, 64 px", "000 sec. 5.1.2",
-     build_wgan_generator, {**WGAN_DEFAULTS, "n_critic": 1, "l1_weight": 1.0}, CWGANGPRecipe),
-    ("age", "Adversarial Generative Encoder (Algorithm 1) on the CVAE networks, decodes z = 0, 64 px", "000 sec. 6.1, Alg. 1",
-     build_vae_generator, {**VAE_DEFAULTS, "age_parameters": "joint"}, AGERecipe),
-    ("introvae", "Introspective VAE (Algorithm 2; alpha 0.5, beta 0.4, m 120) on the CVAE networks, 64 px", "000 sec. 6.2, Alg. 2",
-     build_vae_generator, {**VAE_DEFAULTS, "alpha": 0.5, "beta": 0.4, "margin": 120.0}, IntroVAERecipe),
-]
+TINY_TRAINING: Config = {"encoder_channels": [4, 8, 16], "critic_width": 4}  # for the registry-wide test
 
-for _name, _description, _paper, _build, _defaults, _recipe in _SPECS:
-    register_model(ModelSpec(name=_name, description=_description, paper=_paper, build=_build,
-                             default_config=_defaults, recipe=_recipe, output="rgb",
-                             aliases=("ivae",) if _name == "introvae" else ()))
+for _name, _recipe, _training in [
+    ("cnn-l1", CNNRecipe, {**CNN_TRAINING, "loss": "l1"}),
+    ("cnn-l2", CNNRecipe, {**CNN_TRAINING, "loss": "l2"}),
+    ("cvae-l1", CVAERecipe, {**VAE_TRAINING, "loss": "l1"}),
+    ("cvae-l2", CVAERecipe, {**VAE_TRAINING, "loss": "l2"}),
+    ("cwgan-gp", CWGANGPRecipe, WGAN_TRAINING),
+    ("cwgan-gp-l1", CWGANGPRecipe, {**WGAN_TRAINING, "n_critic": 1, "l1_weight": 1.0}),
+    ("age", AGERecipe, {**VAE_TRAINING, "age_parameters": "joint"}),
+    ("introvae", IntroVAERecipe, {**VAE_TRAINING, "alpha": 0.5, "beta": 0.4, "margin": 120.0}),
+]:
+    attach_recipe(_name, _recipe, _training, tiny={key: value for key, value in TINY_TRAINING.items() if key in _training})

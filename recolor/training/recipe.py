@@ -8,7 +8,8 @@ checkpoints and resume, logging, samples and validation.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -24,7 +25,8 @@ class Recipe:
 
     def __init__(self, spec: ModelSpec, config: Config, device: torch.device) -> None:
         self.spec = spec
-        self.config = config
+        # read-only: what a run stores and resumes from is the config it was given, never a recipe's edit of it
+        self.config: Mapping[str, Any] = MappingProxyType(dict(config))
         self.device = device
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}

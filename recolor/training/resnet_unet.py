@@ -21,14 +21,10 @@ from typing import Any
 
 import torch
 
-from ..networks.resnet_unet import ResNetUNetGenerator, load_encoder_weights
-from ..registry import Config, ModelSpec, register_model
+from ..networks.resnet_unet import load_encoder_weights
+from ..registry import Config, ModelSpec, attach_recipe
 from .loop import unwrap
 from .pix2pix import CGAN_TRAINING_DEFAULTS, GAN_DEFAULTS, Pix2PixRecipe
-
-
-def build_resnet_unet(config: Config) -> ResNetUNetGenerator:
-    return ResNetUNetGenerator(out_channels=2)
 
 
 class ResNetUNetRecipe(Pix2PixRecipe):
@@ -48,20 +44,8 @@ class ResNetUNetRecipe(Pix2PixRecipe):
         self.encoder_init = extra.get("encoder_init", self.encoder_init)
 
 
-RESNET18_DEFAULTS: Config = {
-    "image_size": 256,
-    "encoder_weights": "imagenet",
+attach_recipe("resnet18", ResNetUNetRecipe, {
+    "encoder_weights": "imagenet",  # what initialises the encoder when a run starts
     **CGAN_TRAINING_DEFAULTS,
     **GAN_DEFAULTS,  # the adversarial loss is a choice here too: --set gan=lsgan ...
-}
-
-register_model(
-    ModelSpec(
-        name="resnet18",
-        description="U-Net with an ImageNet ResNet-18 encoder + 70x70 PatchGAN, BCE cGAN + 100*L1",
-        paper="002 sec. 4.2, 5.2, App. A.2",
-        build=build_resnet_unet,
-        default_config=RESNET18_DEFAULTS,
-        recipe=ResNetUNetRecipe,
-    )
-)
+}, tiny={"encoder_weights": "none", "ndf": 8})

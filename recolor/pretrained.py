@@ -1,0 +1,82 @@
+"""One save/load pair for a model's inference network, in the spirit of diffusers'
+``save_pretrained`` / ``from_pretrained``: a weights file carries the model's name and config, so
+:func:`load_pretrained` rebuilds the network from the file alone (a registered name loads its
+shipped weights), and :func:`save_pretrained` writes one. The CLI, ``Colorizer``, the diverse
+samplers, evaluation, the training loop's export, the benchmarks and the tests all use these.
+
+Loading checks an untrusted file before allocating anything: the config's values against the
+model's architecture defaults, the tensor shapes against a build on the meta device, the tensors'
+checksum and that they are finite.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint, CheckpointError, find_weights, load_checkpoint, read_checkpoint_header, save_checkpoint
+from .registry import Config, ModelSpec, get_model_spec
+
+
+@dataclass
+class Pretrained:
+    """A model rebuilt from a weights file: its spec, its architecture config and its network (fp32, eval mode)."""
+
+    spec: ModelSpec
+    config: Config
+    network: nn.Module
+    checkpoint: Checkpoint
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path
+
+
+def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, Config]:
+    """The model spec and architecture config of a checkpoint (tensors loaded or header only), or CheckpointError.
+
+    The config's values are checked against the model's defaults, and the generator's tensor
+    shapes in the file against a build on the meta device, before anything is allocated.
+    """
+    try:
+        spec = get_model_spec(checkpoint.model)
+        config = spec.architecture_config(checkpoint.config)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint.path}: {exc.args[0] if exc.args else exc}") from None
+    stored, expected = checkpoint.generator_state(checkpoint.shapes), spec.state_shapes(config)
+    if stored != expected:
+        wrong = sorted(set(stored) ^ set(expected)) or sorted(key for key in stored if stored[key] != expected[key])
+        raise CheckpointError(f"{checkpoint.path}: tensors do not fit model '{spec.name}' with its stored config "
+                              f"({len(wrong)} differ, first '{wrong[0]}')")
+    return spec, config
+
+
+def network_from_checkpoint(checkpoint: Checkpoint) -> Pretrained:
+    """Build the checkpoint's inference network and load its weights (a training checkpoint gives its EMA when it has one)."""
+    spec, config = checked_model(checkpoint)
+    state = checkpoint.generator_state()
+    if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
+        raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
+    network = spec.build(config)
+    try:
+        network.load_state_dict({key: value.float() for key, value in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{checkpoint.path}: weights do not fit model '{spec.name}' with its stored config ({first})") from None
+    return Pretrained(spec, config, network.float().eval(), checkpoint)
+
+
+def load_pretrained(name_or_path: str | Path) -> Pretrained:
+    """A registered model's shipped weights, or a ``.safetensors`` file; KeyError (unknown name) or CheckpointError, one line each."""
+    path = find_weights(name_or_path)
+    checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
+    return network_from_checkpoint(load_checkpoint(path))
+
+
+def save_pretrained(path: str | Path, network: nn.Module, model: str, config: Mapping[str, Any],
+                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = torch.float16) -> Path:
+    """Write an inference network as a self-describing weights file (fp16 by default), atomically."""
+    return save_checkpoint(path, network.state_dict(), model, dict(config), kind="weights", extra=extra, dtype=dtype)
