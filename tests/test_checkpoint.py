@@ -98,3 +98,16 @@ def test_importing_inference_loads_no_training_module_nor_rich_progress():
             "print(sorted(m for m in sys.modules if m.startswith('recolor.training') or m == 'rich.progress'))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_a_registered_name_wins_over_a_same_named_folder_or_file(tmp_path, monkeypatch):
+    from recolor.checkpoint import find_weights, shipped_weights
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pix2pix").mkdir()  # e.g. a run folder named after the model
+    assert find_weights("pix2pix") == shipped_weights("pix2pix")
+    (tmp_path / "resnet18").write_bytes(b"not weights")
+    assert find_weights("resnet18") == shipped_weights("resnet18")
+    assert find_weights("./resnet18").resolve() == tmp_path / "resnet18"  # a path when written as one
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        find_weights("./pix2pix")
