@@ -8,6 +8,11 @@ set). Pure, batched, device-agnostic torch functions, like ``recolor.color``:
 * :func:`soft_encode`       ground-truth ab -> soft targets on the 5 nearest bins (Gaussian, sigma 5)
 * :func:`annealed_mean`     logits -> ab, the mean of the distribution re-sharpened by temperature T
 * :func:`rebalancing_weights` class weights from the empirical bin distribution (sec. 2.2)
+
+and the plain square grid of the same 10x10 bins over [-110, 110)^2, without the gamut test:
+
+* :func:`ab_bin_index`      flat grid bin of every pixel (paper 004's histogram H: its weighted
+                            error in :mod:`recolor.metrics`, divcolor's colourfulness loss)
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ BIN_SIZE = 10.0  # Lab units
 GAMUT_TOLERANCE = 5.0  # a bin is kept when the gamut comes within half a bin of its centre
 SOFT_NEIGHBOURS = 5
 SOFT_SIGMA = 5.0  # Lab units
+AB_BINS_PER_AXIS = int(2 * AB_SCALE / BIN_SIZE)  # the square grid: 22 bins of 10 over [-110, 110) per axis
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,6 +41,17 @@ def _gamut_bin_centres_lab() -> torch.Tensor:
     round_trip = rgb_to_lab(lab_to_rgb(lab))  # colours outside the gamut come back clipped
     reached = ((round_trip - lab)[1:].norm(dim=0) < GAMUT_TOLERANCE).any(dim=0)
     return torch.stack((a[reached], b[reached]), dim=1).float()
+
+
+def ab_bin_index(ab: torch.Tensor, bins_per_axis: int = AB_BINS_PER_AXIS) -> torch.Tensor:
+    """Flat square-grid bin (a_bin * bins_per_axis + b_bin) of every pixel of normalised ab (..., 2, H, W) -> (..., H, W).
+
+    The grid cuts [-110, 110)^2 Lab units into ``bins_per_axis`` equal steps per axis (10x10 Lab-unit
+    bins by default); values outside are put in the border bins.
+    """
+    step = 2 * AB_SCALE / bins_per_axis
+    cells = torch.floor((ab.float() * AB_SCALE + AB_SCALE) / step).long().clamp_(0, bins_per_axis - 1)
+    return cells[..., 0, :, :] * bins_per_axis + cells[..., 1, :, :]
 
 
 def gamut_bin_centres(device: torch.device | str | None = None) -> torch.Tensor:

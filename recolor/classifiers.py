@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import read_state_dict as read_foreign_state_dict
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Normalisation of the shared CIFAR-10 ResNets (shared/data/README.md) and of torchvision's ImageNet models
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -109,29 +111,9 @@ class CifarResNet(nn.Module):
 # --- state dict files --------------------------------------------------------------------------
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a foreign classifier file: ``.safetensors``, or a torch file read with
-    ``weights_only=True``; a ``{"state_dict": ...}``/``{"model": ...}`` wrapper and a
-    ``module.`` (DataParallel) prefix are removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ClassifierError(f"{path}: no such classifier weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign file: any reader error means "not a state dict we can read"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ClassifierError(f"{path}: not a readable state dict ({reason[:200]})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ClassifierError(f"{path}: does not hold a state dict (name -> tensor)")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    """Tensors of a foreign classifier file (:func:`recolor.checkpoint.read_state_dict`: safetensors, or
+    a torch file read with ``weights_only=True``; wrappers and a ``module.`` prefix removed)."""
+    return read_foreign_state_dict(path, ClassifierError, "classifier weights")
 
 
 def _load_into(network: nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:

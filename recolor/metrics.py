@@ -11,8 +11,8 @@ Conventions (every function states its own too):
 
 Pixel metrics: :func:`ab_l1`, :func:`ab_l1_grid`, :func:`weighted_ab_error` (paper 004, Table 2),
 :func:`psnr`, :func:`ssim`, :func:`colourfulness` (Hasler and Suesstrunk 2003).
-Diversity (paper 004, Table 3): :func:`error_of_best`, :func:`per_pixel_variance` (from
-:mod:`recolor.metrics_diversity`, samples shaped (B, k, 2, H, W)).
+Diversity (paper 004, Table 3): :func:`error_of_best`, :func:`per_pixel_variance` (samples
+shaped (B, k, 2, H, W)).
 Classifier-based (paper 003): :func:`accuracy`, :func:`cim` (eq. 9-10), :func:`omega` (eq. 11).
 Distribution (paper 000): :func:`inception_score`, :func:`frechet_distance`.
 """
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .color import AB_SCALE
+from .ab_bins import AB_BINS_PER_AXIS, ab_bin_index
 
 # --- ab errors ------------------------------------------------------------------------------
 
@@ -67,18 +67,8 @@ def ab_l1_grid(pred_ab: torch.Tensor, true_ab: torch.Tensor, points: int = GRID_
 
 # --- paper 004's weighted absolute error -------------------------------------------------------
 
-AB_BIN_SIZE = 10.0  # Lab units: the ab quantisation of Zhang et al. 2016, which paper 004 uses
-AB_BINS_PER_AXIS = int(2 * AB_SCALE / AB_BIN_SIZE)  # 22 bins of 10 over [-110, 110) per axis
-AB_BINS = AB_BINS_PER_AXIS**2
-
-
-def ab_bin_index(ab: torch.Tensor) -> torch.Tensor:
-    """Quantised ab bin of every pixel of normalised ab (..., 2, H, W) -> (..., H, W) in [0, 484).
-
-    Bins are 10x10 Lab units on [-110, 110)^2 (values outside are put in the border bins).
-    """
-    cells = torch.floor((ab.float() * AB_SCALE + AB_SCALE) / AB_BIN_SIZE).long().clamp_(0, AB_BINS_PER_AXIS - 1)
-    return cells[..., 0, :, :] * AB_BINS_PER_AXIS + cells[..., 1, :, :]
+# the ab quantisation of Zhang et al. 2016, which paper 004 uses: 10x10 Lab-unit bins over [-110, 110)^2
+AB_BINS = AB_BINS_PER_AXIS**2  # 484 (recolor.ab_bins.ab_bin_index)
 
 
 def ab_histogram(ab: torch.Tensor) -> torch.Tensor:
@@ -86,8 +76,11 @@ def ab_histogram(ab: torch.Tensor) -> torch.Tensor:
     return torch.bincount(ab_bin_index(ab).flatten(), minlength=AB_BINS).double()
 
 
-def histogram_weights(counts: torch.Tensor) -> torch.Tensor:
-    """Paper 004's weights 1/H_b, H the normalised histogram (sums to 1); 0 for empty bins.
+def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Paper 004's evaluation weights 1/H_b, H the normalised histogram (sums to 1); 0 for empty bins.
+
+    Raw inverse frequencies, unlike the smoothed and uniform-mixed training weights of divcolor's
+    colourfulness loss (:func:`recolor.training.divcolor.colourfulness_loss_weights`).
 
     Empty bins never weigh anything: the weight of a pixel is looked up at its ground-truth
     colour, which by construction falls in an occupied bin of the ground-truth histogram.
@@ -102,7 +95,7 @@ def weighted_ab_error(pred_ab: torch.Tensor, true_ab: torch.Tensor, weights: tor
     """Per-image mean of w[bin(true_p)] * |pred_p - true_p| over pixels p, (B,) (paper 004, Table 2).
 
     ``|.|`` is the mean absolute difference over the two ab channels (as :func:`ab_l1`, so with
-    all weights 1 this *is* ab_l1); ``weights`` come from :func:`histogram_weights` of the
+    all weights 1 this *is* ab_l1); ``weights`` come from :func:`inverse_frequency_weights` of the
     ground-truth set.
     """
     error = (pred_ab.float() - true_ab.float()).abs().mean(dim=-3).double()
@@ -191,9 +184,29 @@ def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
 
 
 # --- diversity (paper 004, Table 3) ------------------------------------------------------------
-# error-of-best and per-pixel variance over k samples live in recolor/metrics_diversity.py (issue 4);
-# re-exported here so that every metric can be found in one place.
-from .metrics_diversity import error_of_best, per_pixel_variance  # noqa: E402,F401
+# k colorizations of each photo, ``samples`` shaped (B, k, 2, H, W) in normalised ab. The paper's
+# figures are at 64x64 in its own ab / 128 units, so for the same colours our error reads 128/110 =
+# 1.16 times larger and our variance 1.35 times larger.
+
+def _check_samples(samples: torch.Tensor) -> torch.Tensor:
+    if samples.ndim != 5 or samples.shape[2] != 2:
+        raise ValueError(f"samples must be shaped (B, k, 2, H, W), got {tuple(samples.shape)}")
+    return samples.float()
+
+
+def error_of_best(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per photo (B,): the smallest, over the k samples, mean absolute ab error to the ground truth
+    ``target`` (B, 2, H, W) ("mean absolute error per pixel", section 7.2: over pixels and both channels)."""
+    samples = _check_samples(samples)
+    errors = (samples - target.float()[:, None]).abs().mean(dim=(2, 3, 4))
+    return errors.min(dim=1).values
+
+
+def per_pixel_variance(samples: torch.Tensor) -> torch.Tensor:
+    """Per photo (B,): the variance across the k samples (population variance, divided by k) at
+    each pixel and channel, averaged: the paper's proxy for diversity."""
+    samples = _check_samples(samples)
+    return samples.var(dim=1, unbiased=False).mean(dim=(1, 2, 3))
 
 
 # --- classifier-based (paper 003) --------------------------------------------------------------

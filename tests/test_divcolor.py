@@ -11,15 +11,16 @@ from typer.testing import CliRunner
 from recolor.checkpoint import load_checkpoint
 from recolor.cli import app
 from recolor.data import ColorPhotoDataset
-from recolor.diverse import kmeans, load_sampler
+from recolor.diverse import kmeans
+from recolor.evaluate import EvalSettings, evaluate
 from recolor.imageio import load_image
-from recolor.metrics_diversity import diversity_metrics, error_of_best, mean_pairwise_distance, measure_diversity, per_pixel_variance
+from recolor.losses import kl_divergence_normal
+from recolor.metrics import error_of_best, per_pixel_variance
 from recolor.registry import get_model_spec
 from recolor.training.divcolor import (
     colourfulness_loss,
+    colourfulness_loss_weights,
     gradient_loss,
-    histogram_weights,
-    kl_divergence,
     mahalanobis_loss,
     mdn_closest_component_loss,
     principal_components,
@@ -87,12 +88,13 @@ def test_gradient_loss_by_hand():
 
 
 def test_kl_divergence_by_hand():
-    assert kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)).item() == pytest.approx(0.0)
+    # the encoder's KL term is the shared recolor.losses.kl_divergence_normal
+    assert kl_divergence_normal(torch.zeros(2, 3), torch.zeros(2, 3)).item() == pytest.approx(0.0)
     # mean 1, variance e: 0.5 * (1 + e - 1 - 1) per dimension, 3 dimensions
-    assert kl_divergence(torch.ones(1, 3), torch.ones(1, 3)).item() == pytest.approx(1.5 * (math.e - 1))
+    assert kl_divergence_normal(torch.ones(1, 3), torch.ones(1, 3)).item() == pytest.approx(1.5 * (math.e - 1))
 
 
-def test_statistics_pca_and_histogram_weights():
+def test_statistics_pca_and_colourfulness_loss_weights():
     generator = torch.Generator().manual_seed(1)
     directions = torch.linalg.qr(torch.randn(8, 2, generator=generator)).Q.t()
     data = torch.randn(500, 1, generator=generator) * 3 * directions[0] + torch.randn(500, 1, generator=generator) * directions[1]
@@ -103,12 +105,12 @@ def test_statistics_pca_and_histogram_weights():
     # 1/H weights: rare colours weigh more, and the mean weight over the training pixels is 1
     fields = torch.zeros(1, 2, 10, 10)
     fields[0, :, 0, :3] = 0.5  # 3 of 100 pixels are colourful, the rest grey
-    weights = histogram_weights(fields, bins=4, sigma=0.0, uniform_mix=0.0)
+    weights = colourfulness_loss_weights(fields, bins=4, sigma=0.0, uniform_mix=0.0)
     grey, colourful = weights[2, 2], weights[3, 3]
     assert (colourful / grey).item() == pytest.approx(0.97 / 0.03, rel=1e-4)  # 1/H
     assert (0.97 * grey + 0.03 * colourful).item() == pytest.approx(1.0, rel=1e-5)
     # mixed with the uniform distribution over the 2 occupied bins (Zhang et al.'s lambda = 0.5)
-    mixed = histogram_weights(fields, bins=4, sigma=0.0, uniform_mix=0.5)
+    mixed = colourfulness_loss_weights(fields, bins=4, sigma=0.0, uniform_mix=0.5)
     assert (mixed[3, 3] / mixed[2, 2]).item() == pytest.approx((0.5 * 0.97 + 0.25) / (0.5 * 0.03 + 0.25), rel=1e-4)
 
 
@@ -178,18 +180,15 @@ def test_ours_plus_skip_decoder_uses_the_grey_image(tiny_pix2pix_checkpoint):
 
 # --- diversity metrics and clustering -----------------------------------------------------
 
-def test_error_of_best_variance_and_pairwise_distance_by_hand():
+def test_error_of_best_and_variance_by_hand():
     samples = torch.tensor([[0.0, 0.0], [0.3, 0.4]]).reshape(1, 2, 2, 1, 1)
     target = torch.tensor([0.3, 0.2]).reshape(1, 2, 1, 1)
     # errors: sample 1 (0.3 + 0.2) / 2 = 0.25, sample 2 (0 + 0.2) / 2 = 0.1
     assert error_of_best(samples, target).item() == pytest.approx(0.1)
     # variances over the 2 samples: a 0.15^2, b 0.2^2 -> mean 0.03125
     assert per_pixel_variance(samples).item() == pytest.approx(0.03125)
-    assert mean_pairwise_distance(samples).item() == pytest.approx(0.5)
-    metrics = diversity_metrics(samples, target)
-    assert metrics["pairwise_lab"] == pytest.approx(55.0)
     same = samples[:, :1].expand(1, 3, 2, 1, 1)
-    assert per_pixel_variance(same).item() == 0 and mean_pairwise_distance(same).item() == 0
+    assert per_pixel_variance(same).item() == 0
 
 
 def test_kmeans_finds_separated_clusters_largest_first():
@@ -233,11 +232,13 @@ def test_training_stores_statistics_and_the_grey_encoder(tiny_divcolor, tiny_pix
         assert torch.equal(exported[f"features.{key}"], pix2pix[key])
 
 
-def test_measure_diversity_on_photos(tiny_divcolor, photos):
-    sampler = load_sampler(str(tiny_divcolor / "model.safetensors"), device="cpu")
-    rgb = torch.stack([torch.from_numpy(np.array(Image.fromarray(p).resize((64, 64)))).permute(2, 0, 1) for p in photos.values()])
-    metrics = measure_diversity(sampler, rgb, k=5)
-    assert metrics["images"] == 3 and 0 < metrics["eob"] < 1 and metrics["variance"] > 0 and metrics["pairwise"] > 0
+def test_evaluate_scores_divcolors_diversity(tiny_divcolor, tiny_photo_folder):
+    """Paper 004's Table 3 as `recolor evaluate --metric diversity` measures it, on divcolor's mixture."""
+    result = evaluate(EvalSettings(data=tiny_photo_folder, models=[str(tiny_divcolor / "model.safetensors")], metrics=["diversity"],
+                                   size=64, limit=3, samples=5, device="cpu", report_samples=0))
+    values = result.rows[-1].values
+    assert result.info["photos"] == 3 and 0 < values["error_of_best"] < 1 and values["variance"] > 0
+    assert result.row("grey").values["variance"] is None  # a deterministic row draws nothing
 
 
 def sample_diverse(*args):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from recolor.checkpoint import save_checkpoint
 from recolor.classifiers import CifarResNet
 from recolor.cli import app
-from recolor.color import rgb_to_lab_normalized
+from recolor.color import rgb_to_lab_normalized, rgb_to_lightness
 from recolor.evaluate import EvalSettings, EvaluationError, bar_chart, evaluate, find_photos, parse_metric_options, square_crop
 from recolor.imageio import open_image
 from recolor.registry import get_model_spec
@@ -197,3 +197,48 @@ def test_predictions_folder_missing_files_are_left_out_for_every_row(tiny_photo_
     result = evaluate(EvalSettings(data=tiny_photo_folder, predictions=[str(partial)], metrics=["psnr"], size=16, device="cpu", report_samples=0))
     assert result.info["photos"] == 24 - 20
     assert any("no file in a predictions folder" in note for note in result.notes)
+
+
+# --- the accumulators, apart from a run ---------------------------------------------------------
+
+def test_every_metric_option_makes_accumulators_for_its_keys_in_table_order(tmp_path):
+    from recolor.evaluation.accumulators import ACCUMULATORS, GroundTruth, Setup
+    from recolor.evaluation.catalogue import METRIC_OPTIONS, METRICS
+
+    assert list(ACCUMULATORS) == METRIC_OPTIONS
+    setup = Setup(EvalSettings(data=tmp_path), ["real", "grey", "model"], GroundTruth())
+    for option, make in ACCUMULATORS.items():
+        assert [accumulator.key for accumulator in make(setup)] == [key for key, info in METRICS.items() if info.option == option], option
+
+
+def test_pixel_accumulators_match_the_metric_functions_over_two_batches():
+    from recolor import metrics as M
+    from recolor.evaluation.accumulators import GroundTruth, ScoredBatch, Setup, make_accumulators, row_values
+
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(5, 3, 16, 16, generator=generator)
+    model = (truth + 0.1 * torch.randn(5, 3, 16, 16, generator=generator)).clamp(0, 1)
+    to_u8 = lambda rgb: (rgb * 255).round().to(torch.uint8)  # noqa: E731
+    truth_u8, model_u8, grey_u8 = to_u8(truth), to_u8(model), to_u8(truth.mean(dim=1, keepdim=True).expand(5, 3, 16, 16))
+    ground_truth = GroundTruth()
+    setup = Setup(EvalSettings(data=Path("unused")), ["real", "grey", "model"], ground_truth)
+    accumulators = make_accumulators(["ab-l1", "weighted", "psnr", "colourfulness"], setup)
+    for part in (slice(0, 2), slice(2, 5)):  # two batches
+        t = truth_u8[part].float() / 255
+        batch = ScoredBatch(t, rgb_to_lightness(t), {"real": truth_u8[part], "grey": grey_u8[part], "model": model_u8[part]})
+        ground_truth.add(batch)
+        for accumulator in accumulators:
+            accumulator.update(batch)
+    values = {row: row_values(row, accumulators) for row in ("real", "grey", "model")}
+    true_ab = rgb_to_lab_normalized(truth_u8.float() / 255)[1]
+    model_ab, grey_ab = (rgb_to_lab_normalized(rgb.float() / 255)[1] for rgb in (model_u8, grey_u8))
+    assert values["model"]["ab_l1"] == pytest.approx(M.ab_l1(model_ab, true_ab).double().mean().item())
+    assert values["model"]["psnr"] == pytest.approx(M.psnr(model_u8.float() / 255, truth_u8.float() / 255).mean().item())
+    weights = M.inverse_frequency_weights(M.ab_histogram(true_ab))
+    assert values["model"]["weighted_error"] == pytest.approx(M.weighted_ab_error(model_ab, true_ab, weights).mean().item())
+    difference = M.ab_l1(model_ab, true_ab).double() - M.ab_l1(grey_ab, true_ab).double()
+    assert values["model"]["ab_l1_vs_grey"] == pytest.approx(difference.mean().item())
+    assert values["model"]["ab_l1_vs_grey_se"] == pytest.approx((difference.std() / 5**0.5).item())
+    # the ground truth keeps only the figures that are not trivial against itself
+    assert values["real"]["ab_l1"] is None and values["real"]["weighted_error"] is None and values["real"]["colourfulness_rel"] == 1.0
+    assert "ab_l1_vs_grey_se" not in values["real"] and values["grey"]["ab_l1_vs_grey"] is None

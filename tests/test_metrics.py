@@ -52,14 +52,14 @@ def test_ab_l1_grid_sees_only_grid_pixels():
 
 # --- weighted error (paper 004) -------------------------------------------------------------------
 
-def test_histogram_weights_and_weighted_error_by_hand():
+def test_inverse_frequency_weights_and_weighted_error_by_hand():
     # 4 ground-truth pixels: three in one 10x10 Lab bin (a, b in [0, 10)), one in another (a in [20, 30))
     true = torch.zeros(1, 2, 1, 4)
     true[0, 0] = torch.tensor([5.0, 5.0, 5.0, 25.0]) / 110
     true[0, 1] = torch.tensor([5.0, 5.0, 5.0, 5.0]) / 110
     counts = M.ab_histogram(true)
     assert counts.sum() == 4 and sorted(counts[counts > 0].tolist()) == [1.0, 3.0]
-    weights = M.histogram_weights(counts)
+    weights = M.inverse_frequency_weights(counts)
     bins = M.ab_bin_index(true)[0, 0]
     assert weights[bins[0]].item() == pytest.approx(4 / 3)  # 1 / (3/4)
     assert weights[bins[3]].item() == pytest.approx(4.0)  # 1 / (1/4)
@@ -82,7 +82,7 @@ def test_weighted_error_streaming_equals_direct_over_batches():
     g = torch.Generator().manual_seed(1)
     true = torch.rand(6, 2, 8, 8, generator=g) * 0.6 - 0.3
     pred = true + 0.05 * torch.randn(6, 2, 8, 8, generator=g)
-    weights = M.histogram_weights(M.ab_histogram(true[:3]) + M.ab_histogram(true[3:]))
+    weights = M.inverse_frequency_weights(M.ab_histogram(true[:3]) + M.ab_histogram(true[3:]))
     sums = M.binned_ab_error(pred[:3], true[:3]) + M.binned_ab_error(pred[3:], true[3:])
     direct = M.weighted_ab_error(pred, true, weights).mean().item()
     assert M.weighted_error_from_bins(sums, 6 * 64, weights) == pytest.approx(direct, rel=1e-9)
@@ -130,7 +130,7 @@ def test_colourfulness_by_hand():
     assert M.colourfulness(flat).item() == pytest.approx(0.3 * math.hypot(102, 76.5))
 
 
-# --- diversity (recolor.metrics_diversity, re-exported) ---------------------------------------------
+# --- diversity (paper 004, Table 3) ------------------------------------------------------------------
 
 def test_error_of_best_and_variance_by_hand():
     true = torch.zeros(1, 2, 2, 2)
@@ -187,12 +187,15 @@ def test_inception_score_extremes():
     assert M.inception_score(uniform, splits=4) == pytest.approx((1.0, 0.0))
     confident = torch.eye(4).repeat(5, 1)  # every image sure of its class, classes balanced
     assert M.inception_score(confident)[0] == pytest.approx(4.0)
-    # half the images say class 0 for sure, half are unsure between 0 and 1: by hand
+    # half the images say class 0 for sure, half are unsure between 0 and 1: p(y) = (0.75, 0.25), by hand
     mixed = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
-    marginal = torch.tensor([0.75, 0.25])
     kl = [math.log(1 / 0.75), 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)]
-    assert M.inception_score(mixed)[0] == pytest.approx(math.exp(sum(kl) / 2))
-    assert marginal.sum() == 1
+    by_hand = math.exp(sum(kl) / 2)
+    assert M.inception_score(mixed)[0] == pytest.approx(by_hand)
+    # p(y) is each split's own marginal: a second split of two images sure of class 1 has p(y) = (0, 1)
+    # and scores exactly 1 (against the pooled marginal of all four images it would score more)
+    sure = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    assert M.inception_score(torch.cat((mixed, sure)), splits=2) == pytest.approx(((by_hand + 1) / 2, (by_hand - 1) / 2))
 
 
 def test_fid_identical_sets_shift_and_scale():

@@ -42,8 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..ab_bins import ab_bin_index
 from ..checkpoint import CheckpointError, find_weights, load_checkpoint
 from ..color import rgb_to_lab_normalized
+from ..losses import kl_divergence_normal
 from ..networks.divcolor import FIELD_SIZE, ColourFieldEncoder, to_field_size
 from ..networks.unet import UNET_ARCHITECTURE
 from ..registry import Config, ModelSpec, attach_recipe
@@ -51,12 +53,6 @@ from .recipe import Batch, Recipe
 
 
 # --- losses (section 3.1, eq. 2-4; section 4, eq. 6) --------------------------------------
-
-def ab_bin_index(ab: torch.Tensor, bins: int) -> torch.Tensor:
-    """Flat histogram bin (a_bin * bins + b_bin) of each pixel of normalised ab (B, 2, H, W) -> (B, H, W)."""
-    index = ((ab.float() + 1.0) * (bins / 2.0)).floor().clamp(0, bins - 1).long()
-    return index[:, 0] * bins + index[:, 1]
-
 
 def colourfulness_loss(predicted: torch.Tensor, target: torch.Tensor, bin_weights: torch.Tensor) -> torch.Tensor:
     """Eq. 2: sum over pixels of w_p ||C_p - f_p||^2 with w_p = 1/H looked up at the true colour's bin."""
@@ -82,11 +78,6 @@ def gradient_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     horizontal = torch.diff(target, dim=-1) - torch.diff(predicted, dim=-1)
     vertical = torch.diff(target, dim=-2) - torch.diff(predicted, dim=-2)
     return (horizontal.pow(2).sum(dim=(1, 2, 3)) + vertical.pow(2).sum(dim=(1, 2, 3))).mean()
-
-
-def kl_divergence(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(log_variance)) || N(0, I)), summed over z's dimensions, averaged over the batch."""
-    return 0.5 * (mean.pow(2) + log_variance.exp() - log_variance - 1.0).sum(dim=1).mean()
 
 
 def mdn_closest_component_loss(z: torch.Tensor, means: torch.Tensor, log_weights: torch.Tensor, variance: float) -> torch.Tensor:
@@ -128,8 +119,9 @@ def principal_components(data: torch.Tensor, count: int) -> tuple[torch.Tensor, 
     return components.float(), full_variances.float()
 
 
-def histogram_weights(fields: torch.Tensor, bins: int, sigma: float, uniform_mix: float) -> torch.Tensor:
-    """Colourfulness weights 1/H per ab bin (bins, bins), scaled to mean 1 over the training pixels."""
+def colourfulness_loss_weights(fields: torch.Tensor, bins: int, sigma: float, uniform_mix: float) -> torch.Tensor:
+    """Eq. 2's weights 1/H per ab bin (bins, bins), H smoothed and mixed with the uniform distribution,
+    scaled to mean 1 over the training pixels (not the raw 1/H of the evaluation's weighted error)."""
     index = ab_bin_index(fields, bins).flatten()
     counts = torch.bincount(index, minlength=bins * bins).double().reshape(1, 1, bins, bins)
     probability = counts / counts.sum()
@@ -172,7 +164,7 @@ class ColourFieldStatistics(nn.Module):
         components, variances = principal_components(fields.flatten(1), self.pca_components.shape[0])
         self.pca_components.copy_(components)
         self.pca_variances.copy_(variances)
-        self.bin_weights.copy_(histogram_weights(fields, self.bin_weights.shape[-1], sigma, uniform_mix))
+        self.bin_weights.copy_(colourfulness_loss_weights(fields, self.bin_weights.shape[-1], sigma, uniform_mix))
         self.images.fill_(fields.shape[0])
 
 
@@ -276,7 +268,7 @@ class DivColorRecipe(Recipe):
             predicted = generator.decoder(z, grey).float()
         # the losses run in fp32: the Mahalanobis residual divides by a small variance
         terms = self.decoder_losses(predicted, field)
-        kl = kl_divergence(mean, log_variance)
+        kl = kl_divergence_normal(mean, log_variance)
         decoder_loss = terms["hist"] + config["lambda_mah"] * terms["mah"] + config["lambda_grad"] * terms["grad"]
         self.optimize("vae", decoder_loss + config["kl_weight"] * kl)
         logs = {key: value.item() for key, value in terms.items()}
