@@ -55,13 +55,29 @@ def weights_dirs() -> list[Path]:
 
 
 def find_weights(name_or_path: str | Path) -> Path:
-    """A checkpoint path as given, or the shipped ``weights/<model>.safetensors`` for a model name."""
+    """The shipped ``weights/<model>.safetensors`` for a registered model name, else a checkpoint path.
+
+    A registered name wins over a file or folder of that name in the working directory (``--model
+    pix2pix`` beside a ``pix2pix/`` folder); a path is a ``Path`` object, or text ending in
+    ``.safetensors`` or holding a folder separator (``./pix2pix`` names the file). Other text that
+    is no model name is a path when such a file exists, else an unknown name (KeyError).
+    """
+    text = str(name_or_path)
+    is_path = isinstance(name_or_path, Path) or text.endswith(".safetensors") or any(sep and sep in text for sep in (os.sep, os.altsep))
+    if not is_path and not Path(text).is_file():
+        return shipped_weights(text)  # KeyError for unknown names
+    if not is_path:
+        with contextlib.suppress(KeyError):
+            return shipped_weights(text)
     candidate = Path(name_or_path)
-    if candidate.suffix == ".safetensors" or candidate.exists() or os.sep in str(name_or_path):
-        if not candidate.is_file():
-            raise CheckpointError(f"{candidate}: no such checkpoint file")
-        return candidate
-    spec = get_model_spec(str(name_or_path))  # KeyError for unknown names
+    if not candidate.is_file():
+        raise CheckpointError(f"{candidate}: no such checkpoint file")
+    return candidate
+
+
+def shipped_weights(name: str) -> Path:
+    """The shipped weights file of a registered model; KeyError for an unknown name, CheckpointError when none ships."""
+    spec = get_model_spec(name)
     for folder in weights_dirs():
         path = folder / f"{spec.name}.safetensors"
         if path.is_file():
