@@ -3,7 +3,8 @@
 The reference is the loop one would write first, in the same process, on the same files and
 weights: decode with ``recolor.imageio.load_image``, run the fp32 model (NCHW) on one photo at a
 time, upsample ab to full size and convert the whole photo with ``recolor.color.lab_to_rgb``,
-save. The pipeline is ``recolor.pipeline.colorize_files`` with the CLI's defaults (bf16 on CPU,
+save. The pipeline is ``recolor.pipeline.colorize_files`` on the jobs of ``recolor.planning.plan_colorize``,
+with the CLI's defaults (bf16 on CPU,
 fp16/bf16 on CUDA, channels_last, batches of 8, decoding/saving threads). Both write their
 outputs (JPEG, as the inputs) into temporary folders.
 
@@ -28,7 +29,8 @@ from common import SHARED, machine, pix2pix_weights  # noqa: E402
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l  # noqa: E402
 from recolor.imageio import list_image_files, load_image, save_image  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
-from recolor.pipeline import ColorizeJob, colorize_files  # noqa: E402
+from recolor.pipeline import colorize_files  # noqa: E402
+from recolor.planning import plan_colorize  # noqa: E402
 from recolor.pretrained import load_pretrained  # noqa: E402
 
 
@@ -49,8 +51,9 @@ def reference_loop(files: list[Path], weights: Path, out_dir: Path) -> None:
 
 
 def pipeline_run(files: list[Path], colorizer: Colorizer, out_dir: Path, batch_size: int, workers: int | None) -> None:
-    jobs = [ColorizeJob(path, out_dir / path.name) for path in files]
-    failed = [outcome.error for outcome in colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers) if not outcome.ok]
+    plan = plan_colorize([str(path) for path in files], out_dir)  # as `recolor colorize FILES -o OUT_DIR` plans it
+    failed = [record["error"] for record in plan.records if record["status"] == "error"]
+    failed += [outcome.error for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers) if not outcome.ok]
     if failed:
         raise RuntimeError(f"pipeline failed on {len(failed)} files: {failed[:3]}")
 

@@ -74,13 +74,13 @@ def training_data(folder: Path | None) -> Path:
 
 def time_trainer(model: str, overrides: dict, folder: Path, precision: str, warmup: int, steps: int, workers: int) -> tuple[float, int]:
     import recolor.training  # noqa: F401
-    from recolor.data import ColorPhotoDataset
+    from recolor.planning import training_dataset
     from recolor.registry import get_model_spec
     from recolor.training.loop import TrainSettings, Trainer, build_recipe, lab_batch, resolve_device
 
     spec = get_model_spec(model)
     config = spec.config(overrides)
-    dataset = spec.recipe.dataset(folder, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(folder, size=config["image_size"])
+    dataset = training_dataset(spec, config, folder, train=True)  # as `recolor train` chooses it
     # nothing is written: the loop below never checkpoints
     settings = TrainSettings(out_dir=Path(tempfile.gettempdir()) / "recolor-bench-train-run", batch_size=config["batch_size"], workers=workers,
                              precision=precision, progress=False)

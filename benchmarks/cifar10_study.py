@@ -117,7 +117,7 @@ def study_config(name: str, overrides: dict) -> dict:
 
 def train_model(name: str, steps: int, data: Path, out: Path, overrides: dict, args) -> dict:
     """Train (or resume, or skip when already done) one model; returns steps, seconds, weights path."""
-    from recolor.data import ColorPhotoDataset
+    from recolor.planning import training_dataset
     from recolor.registry import get_model_spec
     from recolor.training.loop import CHECKPOINT_NAME, EXPORT_NAME, TrainSettings, Trainer, build_recipe, resolve_device
 
@@ -132,7 +132,7 @@ def train_model(name: str, steps: int, data: Path, out: Path, overrides: dict, a
         print(f"{name}: already trained for {steps} steps ({weights})", flush=True)
         return {"steps": steps, "seconds": None, "weights": str(weights), "config": config}
     torch.manual_seed(args.seed)
-    dataset = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=32, train=True)
+    dataset = training_dataset(spec, config, data, train=True)  # as `recolor train` chooses it (config's image_size: 32)
     batch = config["batch_size"]
     epochs = max(1, math.ceil(steps * batch / max(1, len(dataset))) + 1)
     settings = TrainSettings(out_dir=run, epochs=epochs, batch_size=batch, workers=args.workers, device=args.device,

@@ -1,37 +1,53 @@
 """The `recolor` command line: a thin layer over the Python API.
 
-Exit codes: 0 every file succeeded, 1 some file failed (a bad image in a folder, or any file named
-explicitly that is not an image: files in folders that are not images by extension are left out,
-not failed), 2 bad usage, found before any work (nothing to do, unknown model, unreadable
-checkpoint, contradictory options, unusable device or size, unwritable output folder). Human
-messages go to stderr, one line each, never a traceback; ``--json`` output goes to stdout.
+Each command parses its options, asks :mod:`recolor.planning` what to do (inputs, outputs, skips,
+datasets, the distributed set-up), runs it through the package and prints. Exit codes: 0 every
+file succeeded, 1 some file failed (a bad image in a folder, or any file named explicitly that is
+not an image: files in folders that are not images by extension are left out, not failed), 2 bad
+usage, found before any work (nothing to do, unknown model, unreadable checkpoint, contradictory
+options, unusable device or size, unwritable output folder). Human messages go to stderr, one line
+each, never a traceback; ``--json`` output goes to stdout.
+
+Start-up: this module imports only typer; torch, the models, rich and the planning's helpers are
+imported by the command that needs them (``--help`` stays fast). Help is click's plain text:
+typer's rich help formatting alone took as long to import as the rest of ``recolor --help``.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
+import functools
 import json
 import os
 import signal
-import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from . import DEFAULT_MODEL
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Colorize greyscale photos with deep generative models.")
-err = Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
+if TYPE_CHECKING:
+    from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Colorize greyscale photos with deep generative models.")
+
+MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A model name wins over a file or folder of that name "
+              "in the working directory: write ./NAME (or a path ending in .safetensors) for the file.")
+
+
+@functools.cache
+def err() -> Console:
+    """The stderr console, made on first use (importing rich costs start-up time that ``--help`` does not need)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
 
 
 def shown(text: object) -> str:
     """Text (paths above all) safe to print through rich: markup escaped, line breaks visible as \\n."""
+    from rich.markup import escape
+
     return escape(str(text).replace("\n", "\\n").replace("\r", "\\r"))
 
 
@@ -51,179 +67,69 @@ def main_options(
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/] {shown(message)}", highlight=False)
+    err().print(f"[red]error:[/] {shown(message)}", highlight=False)
     raise typer.Exit(code)
 
 
-def real(path: Path) -> Path:
-    """The path with links resolved; never raises (Path.resolve raises on a symlink loop)."""
-    return Path(os.path.realpath(path))
+def loaded(load: Callable[[], object]):
+    """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
+    from .checkpoint import CheckpointError
 
-
-# --- inputs and outputs ---------------------------------------------------------------------
-
-@dataclass
-class InputFiles:
-    """What the command line's inputs name: (file, path relative to the output folder) pairs, and
-    how many files met in folders were left out for not being images by their extension."""
-
-    files: list[tuple[Path, Path]] = field(default_factory=list)
-    not_images: int = 0
-
-    def add(self, file: Path, relative: Path) -> None:
-        self.files.append((file, relative))
-
-
-def glob_root(pattern: str) -> Path:
-    """The fixed folder of a glob pattern, before its first wildcard: ``archive`` for ``archive/**/*.tif``."""
-    fixed = []
-    for part in Path(pattern).parts[:-1]:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path()
-
-
-def expand_inputs(inputs: list[str], out_dir: Path, problems: list[str] | None = None) -> InputFiles:
-    """The files named by files, folders (recursive) and globs, each once.
-
-    Folders and globs keep the tree below them (below a glob's fixed folder), so two
-    ``scan0001.tif`` in different sub-folders get different outputs. In a folder, files that are
-    not images by their extension (sidecars, notes) are counted, not listed: only files named
-    explicitly can fail for not being images. A folder scan leaves out the output folder when it
-    sits inside the scanned folder, so a second run never colorizes the first run's outputs.
-    Folders that cannot be read are named in ``problems``.
-    """
-    from .imageio import IMAGE_EXTENSIONS, list_image_files
-
-    found = InputFiles()
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            inside = out_dir != real(path) and real(path) in out_dir.parents
-            for file in list_image_files(path, all_files=True, unreadable=problems):
-                if inside and out_dir in real(file).parents:
-                    continue
-                if file.suffix.lower() in IMAGE_EXTENSIONS:
-                    found.add(file, file.relative_to(path))
-                else:
-                    found.not_images += 1
-        elif path.exists() or path.is_symlink():
-            found.add(path, Path(path.name))
-        elif glob.has_magic(item):
-            root = glob_root(item)
-            for match in sorted(Path(m) for m in glob.glob(item, recursive=True)):
-                if match.is_file():
-                    found.add(match, match.relative_to(root))
-        else:
-            found.add(path, Path(path.name))  # reported as "no such file" per file
-    return _each_once(found)
-
-
-def _each_once(found: InputFiles) -> InputFiles:
-    """The same file named twice (or by a folder and a glob) is done once, where first named."""
-    seen: set[Path] = set()
-    unique = InputFiles(not_images=found.not_images)
-    for file, relative in found.files:
-        key = file.resolve() if file.exists() else file
-        if key not in seen:
-            seen.add(key)
-            unique.add(file, relative)
-    return unique
-
-
-def clean_output_folders(targets: list[Path]) -> None:
-    """Remove temporary files that killed earlier runs left in the folders about to be written."""
-    from .imageio import remove_stale_temp_files
-
-    for folder in {target.parent for target in targets}:
-        remove_stale_temp_files(folder)
-
-
-def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None, in_place: bool) -> Path:
-    """Where the colorization of ``source`` goes; raises ValueError (one line, naming the file) when nowhere.
-
-    The output keeps the input's format unless ``--format`` names one. An input that Pillow
-    reads but cannot write in its own format (PSD, PCX, PGM scans...) is written as PNG; an
-    input that is not an image at all is reported as such (not as an unwritable extension).
-    """
-    from .imageio import ImageReadError, output_format, probe_image
-
-    target = source if in_place else out_dir / relative
-    if suffix and not in_place:
-        target = target.with_suffix(suffix)
     try:
-        output_format(target)
-        return target
-    except ValueError as unwritable:
-        try:
-            probe_image(source)
-        except ImageReadError as exc:
-            raise ValueError(str(exc)) from None
-        if suffix or in_place:
-            raise ValueError(f"{source}: {unwritable}") from None
-        return target.with_suffix(".png")
+        return load()
+    except (CheckpointError, KeyError, ValueError) as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
 
 
-def output_suffix(fmt: str | None) -> str | None:
-    """'.png' for ``--format png``; a usage error for a format recolor cannot write."""
-    from .imageio import extension_format
-
-    if not fmt:
-        return None
-    suffix = "." + fmt.lower().lstrip(".")
-    try:
-        extension_format(suffix)
-    except ValueError as exc:
-        fail(str(exc))
-    return suffix
+def tell_not_images(not_images: int) -> None:
+    if not_images:
+        files = "file that is not an image" if not_images == 1 else "files that are not images"
+        err().print(f"note: left out {not_images} {files} (by extension) in the input folders", highlight=False)
 
 
-def check_writable(folder: Path) -> None:
-    """A usage error now, not after the model ran on every file, when ``folder`` cannot be written
-    (or created: probed in its nearest existing parent, so that a failed run leaves no folder)."""
-    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(20, f"{existing} is not a folder")
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        fail(f"{folder}: cannot write to the output folder ({exc.strerror or exc})")
+class RunReport:
+    """The per-file records of a run: JSON lines on stdout with ``--json``, failures on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json, self.records, self.told_colour = as_json, [], False
+
+    def emit(self, record: dict) -> None:
+        self.records.append(record)
+        if self.as_json:
+            print(json.dumps(record), flush=True)
+        if record["status"] == "error":
+            err().print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
+        if record.get("note"):
+            err().print(f"note: {shown(record['note'])}", highlight=False)
+        if record.get("was_colour") and not self.told_colour:
+            self.told_colour = True
+            err().print("note: some inputs are already in colour; they are colorized from their lightness only", highlight=False)
+
+    def counts(self) -> dict[str, int]:
+        from .planning import count_statuses
+
+        return count_statuses(self.records)
 
 
-def tell_not_images(found: InputFiles) -> None:
-    if found.not_images:
-        files = "file that is not an image" if found.not_images == 1 else "files that are not images"
-        err.print(f"note: left out {found.not_images} {files} (by extension) in the input folders", highlight=False)
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A transient progress bar on stderr (none when quiet, when nothing is to do, or when stderr
+    is not a terminal: a log file would get a stray blank line where the bar was); yields advance()."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err(), disable=quiet or not total or not err().is_terminal, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda steps=1: progress.advance(task, steps)
 
 
-def output_problem(source: Path, target: Path, inputs_of_run: set[Path], in_place: bool) -> str | None:
-    """Why ``source`` may not be written to ``target`` (one line naming it), or None.
-
-    Unless ``--in-place``, no output may land on any input of the run (not only its own source):
-    ``-o`` = the input folder with ``--format png`` would otherwise replace ``x.png`` with
-    ``x.jpg``'s result.
-    """
-    from .imageio import file_problem
-
-    problem = file_problem(source)
-    if problem:
-        return f"{source}: {problem}"
-    if in_place:
-        return None
-    if real(target) == real(source):
-        return f"{source}: output would overwrite the input (use another --output or --in-place)"
-    if real(target) in inputs_of_run:
-        return f"{source}: output {target} would overwrite another input (use another --output)"
-    return None
-
+# --- colorize -------------------------------------------------------------------------------
 
 @app.command()
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder, default ./colorized (folder and glob inputs keep their sub-folders).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (shipped weights) or a .safetensors checkpoint.")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = DEFAULT_MODEL,
     size: Annotated[Optional[int], typer.Option(min=1, help="Model input size in pixels (default: the model's own); changes the colours, see README.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
@@ -239,109 +145,41 @@ def colorize(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness."""
-    from .checkpoint import CheckpointError
-    from .imageio import DEFAULT_MAX_PIXELS
+    from .imageio import DEFAULT_MAX_PIXELS, allow_pixels
     from .inference import Colorizer
-    from .pipeline import ColorizeJob, colorize_files
+    from .pipeline import colorize_files
+    from .planning import UsageError, plan_colorize
 
-    if in_place and (output is not None or fmt):
-        fail(f"--in-place replaces each input in its own format: it cannot be combined with {'-o/--output' if output is not None else '--format'}")
-    suffix = output_suffix(fmt)
-    out_dir = real(output or Path("colorized"))
-    unreadable: list[str] = []
-    found = expand_inputs(inputs, out_dir, unreadable)
-    if not found.files and not unreadable:
-        fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
-    if not in_place:
-        check_writable(out_dir)
     try:
-        colorizer = Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma)
-    except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
-
+        plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place)
+    except UsageError as exc:
+        fail(str(exc))
+    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    allow_pixels(max_pixels)  # once, before the decoding threads start
     report = RunReport(as_json)
-    for problem in unreadable:
-        report.emit({"input": problem.partition(": ")[0], "output": None, "status": "error", "error": problem})
-    todo = plan_jobs(found.files, out_dir, suffix, in_place, overwrite, report)
-    clean_output_folders([target for _, target, _ in todo])
+    for record in plan.records:
+        report.emit(record)
+    plan.clean_output_folders()
     started = time.perf_counter()
-    with progress_bar("colorize", len(todo), quiet) as advance:
+    with progress_bar("colorize", len(plan.jobs), quiet) as advance:
         # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
-        jobs = [ColorizeJob(source, target, tag=record) for source, target, record in todo]
-        outcomes = colorize_files(colorizer, jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-        for outcome in outcomes:
-            record = outcome.job.tag
-            if outcome.ok:
-                report.emit(record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour}
-                            | ({"note": outcome.note} if outcome.note else {}))
-            else:
-                report.emit(record | {"status": "error", "error": outcome.error})
+        for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
+            report.emit(outcome_record(outcome))
             advance()
-    tell_not_images(found)
+    tell_not_images(plan.not_images)
     counts = report.counts()
-    err.print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
-              f"with {shown(colorizer.name)} -> {shown(out_dir) if not in_place else 'inputs'}", highlight=False)
+    err().print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
+                f"with {shown(colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 
-class RunReport:
-    """The per-file records of a run: JSON lines on stdout with ``--json``, failures on stderr."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json, self.records, self.told_colour = as_json, [], False
-
-    def emit(self, record: dict) -> None:
-        self.records.append(record)
-        if self.as_json:
-            print(json.dumps(record), flush=True)
-        if record["status"] == "error":
-            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
-        if record.get("note"):
-            err.print(f"note: {shown(record['note'])}", highlight=False)
-        if record.get("was_colour") and not self.told_colour:
-            self.told_colour = True
-            err.print("note: some inputs are already in colour; they are colorized from their lightness only", highlight=False)
-
-    def counts(self) -> dict[str, int]:
-        return {status: sum(r["status"] == status for r in self.records) for status in ("ok", "skipped", "error")}
-
-
-def plan_jobs(files: list[tuple[Path, Path]], out_dir: Path, suffix: str | None, in_place: bool, overwrite: bool, report: RunReport) -> list:
-    """(source, target, record) for the files to colorize; the others are reported now."""
-    todo: list = []
-    claimed: dict[Path, Path] = {}
-    inputs_of_run = {real(source) for source, _ in files}
-    for source, relative in files:
-        try:
-            target = plan_output(source, relative, out_dir, suffix, in_place)
-        except ValueError as exc:
-            report.emit({"input": str(source), "output": None, "status": "error", "error": str(exc)})
-            continue
-        record = {"input": str(source), "output": str(target), "status": "ok"}
-        problem = output_problem(source, target, inputs_of_run, in_place)
-        if problem:
-            report.emit(record | {"status": "error", "error": problem})
-        elif real(target) in claimed:
-            report.emit(record | {"status": "error", "error": f"{source}: output {target} is also the output of {claimed[real(target)]}"})
-        elif target.exists() and not overwrite and not in_place:
-            claimed[real(target)] = source
-            report.emit(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
-        else:
-            claimed[real(target)] = source
-            todo.append((source, target, record))
-    return todo
-
-
-@contextlib.contextmanager
-def progress_bar(label: str, total: int, quiet: bool) -> Iterator[Callable[..., None]]:
-    """A transient progress bar on stderr (none when quiet, when nothing is to do, or when stderr
-    is not a terminal: a log file would get a stray blank line where the bar was); yields advance()."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err, disable=quiet or not total or not err.is_terminal, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda steps=1: progress.advance(task, steps)
+def outcome_record(outcome) -> dict:
+    """The JSON record of one colorized file: its planned record completed with what happened."""
+    record = outcome.job.tag
+    if not outcome.ok:
+        return record | {"status": "error", "error": outcome.error}
+    return record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour} | ({"note": outcome.note} if outcome.note else {})
 
 
 # --- diverse colorization (paper 004) ---------------------------------------------------------
@@ -350,7 +188,7 @@ def progress_bar(label: str, total: int, quiet: bool) -> Iterator[Callable[..., 
 def sample_diverse(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
     k: Annotated[int, typer.Option("-k", "--samples", min=1, help="Colorizations per photo.")] = 5,
-    model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint.")] = "divcolor",
+    model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint (a name wins over a same-named file: write ./NAME for it).")] = "divcolor",
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: NAME_1..NAME_k and NAME_sheet.png per photo.")] = Path("diverse"),
     method: Annotated[str, typer.Option(help="topk: MDN means by weight / k-means centres of the draws; random: random draws.")] = "topk",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same pictures).")] = 0,
@@ -364,114 +202,41 @@ def sample_diverse(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
-    from .checkpoint import CheckpointError
-    from .diverse import load_sampler
+    from .diverse import load_sampler, sample_jobs
     from .inference import iter_batches
+    from .planning import UsageError, count_statuses, plan_sample_diverse
 
-    suffix = output_suffix(fmt)
-    unreadable: list[str] = []
-    found = expand_inputs(inputs, real(output), unreadable)
-    if not found.files and not unreadable:
-        fail("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
-    check_writable(output)
     try:
+        plan = plan_sample_diverse(inputs, output, k, fmt, overwrite=overwrite)
+    except UsageError as exc:
+        fail(str(exc))
+
+    def checked_sampler():
         sampler = load_sampler(model, device=device, precision=precision, draws=draws)
         sampler.check(k, method)
-    except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
-    records: list[dict] = [{"input": problem.partition(": ")[0], "outputs": [], "sheet": None, "status": "error", "error": problem}
-                           for problem in unreadable]
-    claimed: set[Path] = set()
-    inputs_of_run = {real(source) for source, _ in found.files}
-    todo = []
-    for source, relative in found.files:
-        try:
-            paths, sheet = diverse_outputs(plan_output(source, relative, output, suffix, False), source, k, claimed)
-        except ValueError as exc:
-            records.append({"input": str(source), "outputs": [], "sheet": None, "status": "error", "error": str(exc)})
-            continue
-        record = {"input": str(source), "outputs": [str(p) for p in paths], "sheet": str(sheet), "status": "ok"}
-        problem = next(filter(None, (output_problem(source, p, inputs_of_run, False) for p in (*paths, sheet))), None)
-        if problem:
-            records.append(record | {"status": "error", "error": problem})
-        elif not overwrite and all(p.exists() for p in (*paths, sheet)):
-            # done only when every sample and the sheet exist: a killed run left a partial set to redo
-            records.append(record | {"status": "skipped", "reason": "outputs exist (use --overwrite)"})
-        else:
-            todo.append((source, paths, sheet, record))
-        claimed |= {real(p) for p in (*paths, sheet)}
-    clean_output_folders([sheet for _, _, sheet, _ in todo])
+        return sampler
+
+    sampler = loaded(checked_sampler)
+    records = list(plan.records)
+    plan.clean_output_folders()
     started = time.perf_counter()
-    with progress_bar("sample", len(todo), quiet) as advance:
-        for batch in iter_batches(todo, batch_size):
-            records += sample_batch(sampler, batch, k, method, seed)
+    with progress_bar("sample", len(plan.jobs), quiet) as advance:
+        for batch in iter_batches(plan.jobs, batch_size):
+            records += sample_jobs(sampler, batch, k, method, seed)
             advance(len(batch))
-    tell_not_images(found)
+    tell_not_images(plan.not_images)
     for record in records:
         if as_json:
             print(json.dumps(record), flush=True)
         if record["status"] == "error":
-            err.print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
-    counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "error")}
-    err.print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
-              f"{time.perf_counter() - started:.1f} s with {shown(sampler.name)} -> {shown(output)}", highlight=False)
+            err().print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
+    counts = count_statuses(records)
+    err().print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
+                f"{time.perf_counter() - started:.1f} s with {shown(sampler.name)} -> {shown(output)}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 
-def diverse_outputs(target: Path, source: Path, k: int, claimed: set[Path]) -> tuple[list[Path], Path]:
-    """The k sample paths and the sheet of one photo; a photo whose names another input of the run
-    already has (``p.jpg`` beside ``p.png`` share ``p_sheet.png``) gets its extension in them."""
-    from .diverse import output_paths
-
-    paths, sheet = output_paths(target, k)
-    if claimed & {real(p) for p in (*paths, sheet)}:
-        paths, sheet = output_paths(target.with_name(f"{target.stem}_{source.suffix.lstrip('.').lower()}{target.suffix}"), k)
-    if claimed & {real(p) for p in (*paths, sheet)}:
-        raise ValueError(f"{source}: another input has the same outputs")
-    return paths, sheet
-
-
-def sample_batch(sampler, batch: list, k: int, method: str, seed: int) -> list[dict]:
-    """Sample and save one batch of (source, paths, sheet, record); a record per photo, errors named."""
-    from .diverse import save_diverse
-    from .imageio import ImageReadError, load_image
-
-    records, loaded, pending = [], [], []
-    for source, paths, sheet, record in batch:
-        try:
-            loaded.append(load_image(source))
-            pending.append((paths, sheet, record))
-        except ImageReadError as exc:
-            records.append(record | {"status": "error", "error": str(exc)})
-    try:
-        results = sampler.sample_loaded(loaded, k, method, seed)
-    except (RuntimeError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return records + [record | {"status": "error", "error": f"{record['input']}: sampling failed ({message})"} for _, _, record in pending]
-    for image, result, (paths, sheet, record) in zip(loaded, results, pending):
-        try:
-            save_diverse(result, image, paths, sheet, title=f"{Path(record['input']).name}: {sampler.name}, {method}, seed {seed}")
-            records.append(record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
-        except (OSError, ValueError) as exc:
-            records.append(record | {"status": "error", "error": f"{sheet.parent}: could not write ({exc})"})
-    return records
-
-
 # --- training -------------------------------------------------------------------------------
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``key=value`` pairs; values are parsed as JSON when they parse (numbers, lists, booleans)."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got '{pair}'")
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
-    return overrides
-
 
 @app.command()
 def train(
@@ -505,8 +270,8 @@ def train(
     import torch
 
     from .checkpoint import CheckpointError, load_checkpoint
-    from .data import ColorPhotoDataset
     from .inference import checked_model
+    from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_datasets
     from .registry import get_model_spec
     from .training.loop import CHECKPOINT_NAME, TrainSettings, Trainer, build_recipe, resolve_device
 
@@ -539,13 +304,9 @@ def train(
         config = spec.config(overrides)
         spec.check_image_size(config)
         torch.manual_seed(seed)
-        train_data = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=config["image_size"], train=True)
-        val_data = None
-        if val is not None:
-            val_data = spec.recipe.dataset(val, config, train=False) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(val, size=config["image_size"], train=False)
-        for dataset in (train_data, val_data):
-            if getattr(dataset, "unreadable", None):
-                err.print(f"note: {dataset.root}: skipped {len(dataset.unreadable)} unreadable files (e.g. {dataset.unreadable[0]})", highlight=False)
+        train_data, val_data = training_datasets(spec, config, data, val)
+        for note in skipped_files_notes(train_data, val_data):
+            err().print(f"note: {shown(note)}", highlight=False)
         dist = distributed_context(device)
         try:
             settings = TrainSettings(
@@ -554,7 +315,7 @@ def train(
                 export=export, init_from=None if resume else init_from, swa_from_epoch=swa_from_epoch, ema_decay=ema, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
             )
             recipe = build_recipe(spec.name, config, resolve_device(settings.device))
-            trainer = Trainer(recipe, train_data, val_data, settings, console=err)
+            trainer = Trainer(recipe, train_data, val_data, settings, console=err())
             result = trainer.fit(resume=resume)
         finally:
             end_distributed(dist)
@@ -576,49 +337,10 @@ def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
         fail(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
 
 
-def distributed_context(device: str) -> dict:
-    """This process's rank, world size and device: a single process, or one of torchrun's.
-
-    torchrun (``torchrun --nproc_per_node N recolor train ...``; across machines add ``--nnodes M
-    --rdzv-backend c10d --rdzv-endpoint HOST:PORT``) sets RANK, WORLD_SIZE and LOCAL_RANK; the
-    process group is initialised here, NCCL on CUDA and gloo on the CPU, and on CUDA each
-    process drives the GPU numbered by its LOCAL_RANK.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return {"rank": 0, "world_size": 1, "device": device, "distributed": False}
-    import torch
-    import torch.distributed as torch_dist
-
-    from .devices import resolve_device
-
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    target = resolve_device(device)
-    if target.type == "cuda":
-        if target.index is None:
-            if local_rank >= torch.cuda.device_count():
-                raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs: start at most that many processes per machine")
-            target = torch.device("cuda", local_rank)
-        elif int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
-            raise ValueError("under torchrun pass --device cuda (or auto): each process takes the GPU of its LOCAL_RANK")
-        torch.cuda.set_device(target)
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
-    return {"rank": rank, "world_size": world_size, "device": str(target), "distributed": True}
-
-
-def end_distributed(context: dict) -> None:
-    """Tear down the process group that :func:`distributed_context` set up (a no-op otherwise)."""
-    if context.get("distributed"):
-        import torch.distributed as torch_dist
-
-        if torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
-
-
 @app.command("models")
 def list_models_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every model with its paper and a one-line description."""
+    from rich.console import Console
     from rich.table import Table
 
     from .inference import weights_dirs
@@ -665,6 +387,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .evaluate import EvalSettings, EvaluationError, print_table, write_report
@@ -679,17 +402,17 @@ def evaluate(
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as progress:
+        with Progress(*columns, console=err(), disable=quiet or not err().is_terminal, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     log=lambda message: progress.console.print(shown(message), highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
-    print_table(result, err if as_json else Console())
+    print_table(result, err() if as_json else Console())
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     if report is not None:
-        err.print(f"report: {shown(write_report(result, report))}", highlight=False)
+        err().print(f"report: {shown(write_report(result, report))}", highlight=False)
 
 
 def _terminate(signum: int, frame: object) -> None:

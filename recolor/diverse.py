@@ -41,6 +41,7 @@ from .checkpoint import CheckpointError
 from .color import lab_to_rgb, output_to_ab
 from .imageio import LoadedImage, PhotoLike, as_pil_image, loaded_from_pil
 from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
+from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
 from .registry import get_model_spec
 
 METHODS = ("topk", "random")
@@ -315,10 +316,6 @@ def sampler_for(colorizer: Colorizer, wants_dropout: bool, draws: int = DEFAULT_
 
 # --- outputs ---------------------------------------------------------------------------------
 
-def output_paths(target: Path, k: int) -> tuple[list[Path], Path]:
-    """``name_1.ext .. name_k.ext`` and ``name_sheet.png`` beside ``target`` (= folder/name.ext)."""
-    results = [target.with_name(f"{target.stem}_{i}{target.suffix}") for i in range(1, k + 1)]
-    return results, target.with_name(f"{target.stem}_sheet.png")
 
 
 def grey_thumbnail(lightness: torch.Tensor, height: int) -> np.ndarray:
@@ -372,3 +369,29 @@ def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path
         save_image(path, picture, result.alpha, image.metadata)
     sheet = contact_sheet(grey_thumbnail(image.lightness, sheet_height), result.images, result.labels, sheet_height, title)
     save_image(sheet_path, np.asarray(sheet))
+
+
+def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "topk", seed: int = 0) -> list[dict]:
+    """Sample and save one batch of :class:`recolor.planning.DiverseJob`; a record per photo (the
+    job's own, completed), each failure one line naming its file, never an exception."""
+    from .imageio import ImageReadError, load_image
+
+    records, loaded, pending = [], [], []
+    for job in jobs:
+        try:
+            loaded.append(load_image(job.source))
+            pending.append(job)
+        except ImageReadError as exc:
+            records.append(job.record | {"status": "error", "error": str(exc)})
+    try:
+        results = sampler.sample_loaded(loaded, k, method, seed)
+    except (RuntimeError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return records + [job.record | {"status": "error", "error": f"{job.record['input']}: sampling failed ({message})"} for job in pending]
+    for image, result, job in zip(loaded, results, pending):
+        try:
+            save_diverse(result, image, job.outputs, job.sheet, title=f"{Path(job.record['input']).name}: {sampler.name}, {method}, seed {seed}")
+            records.append(job.record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
+        except (OSError, ValueError) as exc:
+            records.append(job.record | {"status": "error", "error": f"{job.sheet.parent}: could not write ({exc})"})
+    return records

@@ -24,8 +24,8 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .color import rgb_to_lab, rgb_to_lightness
 
-# Pillow's own guard is 89 MP (warning) / 179 MP (error). We raise the warning into an error at
-# our own limit so a decompression bomb fails cleanly instead of eating memory.
+# Images with more pixels are refused before decoding (decompression bombs): checked per call by
+# open_image from the header, so threads may decode with different limits at once.
 DEFAULT_MAX_PIXELS = 150_000_000
 # Mean chroma (Lab units) above which an image counts as colour. JPEG noise on a grey scan stays
 # well below 2; sepia-toned prints are around 8-15.
@@ -173,22 +173,26 @@ def probe_image(path: str | Path) -> None:
 
 
 def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image with EXIF orientation applied, or raise ImageReadError."""
+    """Open and fully decode an image with EXIF orientation applied, or raise ImageReadError.
+
+    An image of more than ``max_pixels`` pixels is refused from its header, before anything is
+    decoded. The limit is this call's own: Pillow's process-wide ``PIL.Image.MAX_IMAGE_PIXELS`` is
+    never changed here (decoding threads with different limits would race on it). Pillow's guard
+    still refuses images over twice that value; a program that allows more calls
+    :func:`allow_pixels` once at its start, as the command line does.
+    """
     path = Path(path)
     name = _describe(path)
     _check_regular_file(path)
-    previous_limit = Image.MAX_IMAGE_PIXELS
     try:
         with _pillow_read_errors(name), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings span lines (corrupt EXIF...); a real problem raises
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels
             # our own handle: Pillow then leaves the decoded pixels alive when the file closes, so
             # the image is oriented in place instead of copied (72 MB saved on a 24 MP scan)
             with open(path, "rb") as handle:
                 image = Image.open(handle)
                 if image.width * image.height > max_pixels:
-                    raise Image.DecompressionBombError("too many pixels")
+                    raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb; --max-pixels raises the limit)")
                 frames = getattr(image, "n_frames", 1)  # counting seeks through the file: before the first frame is loaded
                 image.load()
             icc_profile = image.info.get("icc_profile")
@@ -196,10 +200,20 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             image.info.setdefault("icc_profile", icc_profile)
             image.info[FRAMES_INFO] = frames
             return image
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"{name}: image too large (over {max_pixels:,} pixels; possible decompression bomb; --max-pixels raises the limit)") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
+    except Image.DecompressionBombError:  # Pillow's own guard, at twice its process-wide limit
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageReadError(f"{name}: image too large (over Pillow's limit of {limit:,} pixels; possible decompression bomb)") from None
+
+
+def allow_pixels(max_pixels: int) -> None:
+    """Let Pillow's process-wide guard pass images of up to ``max_pixels`` pixels (it refuses those
+    over twice ``PIL.Image.MAX_IMAGE_PIXELS`` before :func:`open_image`'s own check could allow them).
+
+    It only ever raises Pillow's limit, and it is a setting for the whole process: call it once at
+    a program's start, before any thread decodes (the command line does, for ``--max-pixels``).
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def split_alpha(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:

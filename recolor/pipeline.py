@@ -31,13 +31,14 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 from PIL import Image
 
 from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, file_problem, save_image
 from .inference import Colorizer, DecodedPhoto, NonFiniteOutputError, decode_photo
+from .planning import ColorizeJob  # the job type is the planner's (recolor.planning.plan_colorize); re-exported
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
 
@@ -47,13 +48,6 @@ def default_workers(device: torch.device) -> int:
     itself runs on every core, so half of them (more threads only contend for cores and the GIL)."""
     cores = os.cpu_count() or 1
     return max(1, min(8, cores)) if device.type == "cuda" else max(1, cores // 2)
-
-
-@dataclass
-class ColorizeJob:
-    source: Path
-    target: Path
-    tag: Any = None  # the caller's own (e.g. its JSON record), handed back in the outcome
 
 
 @dataclass

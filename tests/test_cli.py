@@ -153,3 +153,27 @@ def test_chroma_scales_the_predicted_colour_and_zero_gives_the_grey_photo(tmp_pa
     assert outputs["0"] < 0.5 < outputs["1"] < outputs["2"]
     assert outputs["2"] > 1.5 * outputs["1"]
     assert colorize(grey_photo_path, "-o", tmp_path / "x", "--model", tiny_pix2pix_checkpoint, "--chroma", "-1").exit_code == 2
+
+
+def test_a_model_name_wins_over_a_same_named_folder_or_file(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint, monkeypatch):
+    """`--model pix2pix` means the shipped pix2pix even beside a `pix2pix` folder or file; a path
+    says so by a folder separator or the .safetensors suffix; other text is a path when it names a file."""
+    import shutil
+
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    shutil.copy(tiny_pix2pix_checkpoint, shipped / "pix2pix.safetensors")
+    monkeypatch.setenv("RECOLOR_WEIGHTS_DIR", str(shipped))
+    work = tmp_path / "work"
+    (work / "pix2pix").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    by_name = colorize(grey_photo_path, "-o", tmp_path / "by_name", "--model", "pix2pix", "-q")
+    assert by_name.exit_code == 0 and "with pix2pix" in by_name.output, by_name.output
+    as_path = colorize(grey_photo_path, "-o", tmp_path / "as_path", "--model", "./pix2pix", "-q")
+    assert as_path.exit_code == 2 and "no such checkpoint file" in as_path.output
+    shutil.rmtree(work / "pix2pix")
+    (work / "pix2pix").write_bytes(b"not a checkpoint")  # a file named like the model: the name still wins
+    assert colorize(grey_photo_path, "-o", tmp_path / "beside_file", "--model", "pix2pix", "-q").exit_code == 0
+    assert colorize(grey_photo_path, "-o", tmp_path / "the_file", "--model", "./pix2pix", "-q").exit_code == 2
+    shutil.copy(tiny_pix2pix_checkpoint, work / "my-model")  # no model's name: the file
+    assert colorize(grey_photo_path, "-o", tmp_path / "mine", "--model", "my-model", "-q").exit_code == 0

@@ -1,7 +1,7 @@
 """Distributed training on two CPU processes (gloo), through the CLI's own code paths.
 
-The spawned ranks call ``recolor.cli.distributed_context`` with torchrun's environment and run
-the ordinary ``Trainer``; each rank then dumps its parameters (a test-only file) so that the
+The spawned ranks call ``recolor.planning.distributed_context`` (as ``recolor train`` does) with
+torchrun's environment and run the ordinary ``Trainer``; each rank then dumps its parameters (a test-only file) so that the
 test can check that the ranks, which saw different images, hold identical weights.
 """
 from __future__ import annotations
@@ -38,8 +38,7 @@ def train_rank(rank: int, world_size: int, port: int, data: str, out: str, dumps
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    from recolor.cli import distributed_context, end_distributed
-    from recolor.data import ColorPhotoDataset
+    from recolor.planning import distributed_context, end_distributed, training_dataset
     from recolor.training.loop import TrainSettings, Trainer, build_recipe
 
     context = distributed_context("cpu")
@@ -48,7 +47,7 @@ def train_rank(rank: int, world_size: int, port: int, data: str, out: str, dumps
         config = spec.config(overrides)
         for phase, steps in enumerate(phases):
             torch.manual_seed(0)
-            dataset = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=config["image_size"])
+            dataset = training_dataset(spec, config, data, train=True)
             settings = TrainSettings(out_dir=Path(out), epochs=100, batch_size=config["batch_size"], workers=0, device=context["device"],
                                      max_steps=steps, progress=False, samples=0, rank=context["rank"], world_size=context["world_size"])
             recipe = build_recipe(spec.name, config, torch.device(context["device"]))
@@ -114,7 +113,7 @@ def test_torchrun_runs_the_train_command(tmp_path, tiny_photo_folder):
 
 
 def test_single_process_and_cpu_settings(tmp_path, tiny_photo_folder, monkeypatch):
-    from recolor.cli import distributed_context
+    from recolor.planning import distributed_context
     from recolor.data import ColorPhotoDataset
     from recolor.training.loop import TrainSettings, Trainer, build_recipe
 

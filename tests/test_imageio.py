@@ -110,6 +110,53 @@ def test_decompression_bomb_is_refused(tmp_path):
     assert open_image(path, max_pixels=10_000_000).size == (3000, 3000)
 
 
+def test_two_threads_decode_with_their_own_pixel_limits(tmp_path, monkeypatch):
+    """Each call's --max-pixels is its own: a thread with a high limit is not refused because
+    another thread with a low one is opening a file at the same moment, and Pillow's
+    process-wide limit is left as it was (it used to be set per call and restored, racily)."""
+    import threading
+
+    small, large = tmp_path / "small_limit.png", tmp_path / "large_limit.png"
+    Image.new("L", (20, 20)).save(small)  # 400 pixels, over its thread's limit of 100
+    Image.new("L", (30, 30)).save(large)  # 900 pixels: over twice 100, within its thread's 10,000
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    large_inside, small_inside, large_done = threading.Event(), threading.Event(), threading.Event()
+    pillow_open = Image.open
+
+    def interleaved_open(handle, *args, **kwargs):
+        # the large-limit thread opens its file while the small-limit thread is inside its own call
+        if getattr(handle, "name", "") == str(large):
+            large_inside.set()
+            small_inside.wait(10)
+        else:
+            small_inside.set()
+            large_done.wait(10)
+        return pillow_open(handle, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", interleaved_open)
+    outcomes = {}
+
+    def decode(path, limit):
+        try:
+            outcomes[path.name] = open_image(path, max_pixels=limit).size
+        except ImageReadError as exc:
+            outcomes[path.name] = str(exc)
+        finally:
+            if path == large:
+                large_done.set()
+
+    large_thread = threading.Thread(target=decode, args=(large, 10_000))
+    large_thread.start()
+    assert large_inside.wait(10)
+    small_thread = threading.Thread(target=decode, args=(small, 100))
+    small_thread.start()
+    large_thread.join(20)
+    small_thread.join(20)
+    assert outcomes["large_limit.png"] == (30, 30)
+    assert "too large (over 100 pixels" in outcomes["small_limit.png"]
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
+
+
 def test_save_is_atomic_and_format_follows_extension(tmp_path, monkeypatch):
     rgb = np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)
     alpha = np.full((10, 12), 77, np.uint8)
