@@ -135,7 +135,7 @@ def train_model(name: str, steps: int, data: Path, out: Path, overrides: dict, a
     dataset = spec.recipe.dataset(data, config, train=True) if hasattr(spec.recipe, "dataset") else ColorPhotoDataset(data, size=32, train=True)
     batch = config["batch_size"]
     epochs = max(1, math.ceil(steps * batch / max(1, len(dataset))) + 1)
-    settings = TrainSettings(out_dir=run, epochs=epochs, batch_size=batch, workers=args.workers, device=args.device,
+    settings = TrainSettings(out_dir=run, epochs=epochs, batch_size=batch, workers=args.workers,
                              save_every=max(100, steps // 10), max_steps=steps, seed=args.seed, progress=not args.quiet, samples=8)
     recipe = build_recipe(name, config, resolve_device(args.device))
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -36,7 +36,7 @@ from ..networks.efficientnet_unet import EfficientNetUNet
 from ..networks.efficientnet_weights import load_encoder_weights
 from ..networks.patchgan import PatchDiscriminator
 from ..registry import Config, ModelSpec, register_model
-from .loop import unwrap
+from .distributed import unwrap
 from .recipe import Batch, Recipe
 
 LOSSES = ("ce", "l1", "l1+gan", "l1+colourfulness")
