@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from recolor.evaluate import EvalSettings, evaluate, print_table, write_json, write_report
     from recolor.imageio import atomic_write_bytes
     from recolor.registry import get_model_spec
+    from recolor.training.loop import TrainingDiverged
     from rich.console import Console
 
     models = parse_models(args.models, args.steps)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             trained[name] = train_model(name, steps, train_dir, args.out, overrides.get(name, {}), args)
-        except ValueError as exc:  # a diverged model (NaN loss) loses its row, not the whole study
+        except (TrainingDiverged, ValueError) as exc:  # a diverged model (NaN loss) loses its row, not the whole study
             print(f"{name}: {exc}", flush=True)
             failed[name] = str(exc)
 
