@@ -97,7 +97,7 @@ def time_trainer(model: str, overrides: dict, folder: Path, precision: str, warm
             break
         data = lab_batch(batch["rgb"], trainer.device, settings.channels_last)
         data["label"] = batch["label"].to(trainer.device)
-        recipe.train_step(data)
+        recipe.run_train_step(data)
     synchronize()
     return time.perf_counter() - started, config["batch_size"]
 

@@ -135,7 +135,7 @@ def train_model(name: str, steps: int, data: Path, out: Path, overrides: dict, a
     dataset = training_dataset(spec, config, data, train=True)  # as `recolor train` chooses it (config's image_size: 32)
     batch = config["batch_size"]
     epochs = max(1, math.ceil(steps * batch / max(1, len(dataset))) + 1)
-    settings = TrainSettings(out_dir=run, epochs=epochs, batch_size=batch, workers=args.workers, device=args.device,
+    settings = TrainSettings(out_dir=run, epochs=epochs, batch_size=batch, workers=args.workers,
                              save_every=max(100, steps // 10), max_steps=steps, seed=args.seed, progress=not args.quiet, samples=8)
     recipe = build_recipe(name, config, resolve_device(args.device))
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from recolor.evaluate import EvalSettings, evaluate, print_table, write_json, write_report
     from recolor.imageio import atomic_write_bytes
     from recolor.registry import get_model_spec
+    from recolor.training.loop import TrainingDiverged
     from rich.console import Console
 
     models = parse_models(args.models, args.steps)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             trained[name] = train_model(name, steps, train_dir, args.out, overrides.get(name, {}), args)
-        except ValueError as exc:  # a diverged model (NaN loss) loses its row, not the whole study
+        except (TrainingDiverged, ValueError) as exc:  # a diverged model (NaN loss) loses its row, not the whole study
             print(f"{name}: {exc}", flush=True)
             failed[name] = str(exc)
 

@@ -258,7 +258,7 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
     decay_epochs: Annotated[int, typer.Option("--decay-epochs", min=0, help="Learning rates fall linearly to zero over the last N of --epochs (pix2pix's n_epochs_decay); 0: constant.")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (a fresh run when it has none). May change: --lr, --epochs, --decay-epochs, --max-steps, --max-minutes, --ema, --swa-from-epoch; refused: --set, --size, --batch-size, --encoder-weights, --seed.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Validate and export the exponential moving average of the generator's weights with this decay (e.g. 0.999); 0: off.")] = 0.0,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune: start from this checkpoint (a run's last.safetensors or exported weights; its architecture config is used).")] = None,
@@ -273,7 +273,7 @@ def train(
     from .inference import checked_model
     from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_datasets
     from .registry import get_model_spec
-    from .training.loop import CHECKPOINT_NAME, TrainSettings, Trainer, build_recipe, resolve_device
+    from .training.loop import CHECKPOINT_NAME, TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
 
     try:
         spec = get_model_spec(model)
@@ -310,15 +310,17 @@ def train(
         dist = distributed_context(device)
         try:
             settings = TrainSettings(
-                out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers, device=str(dist["device"]),
+                out_dir=out, epochs=epochs, batch_size=config["batch_size"], workers=workers,
                 precision=precision, save_every=save_every, max_steps=max_steps, max_minutes=max_minutes, decay_epochs=decay_epochs, seed=seed, progress=not quiet,
-                export=export, init_from=None if resume else init_from, swa_from_epoch=swa_from_epoch, ema_decay=ema, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
+                export=export, init_from=init_from, swa_from_epoch=swa_from_epoch, ema_decay=ema, rank=dist["rank"], world_size=dist["world_size"], sync_batchnorm=sync_batchnorm,
             )
-            recipe = build_recipe(spec.name, config, resolve_device(settings.device))
+            recipe = build_recipe(spec.name, config, resolve_device(str(dist["device"])))
             trainer = Trainer(recipe, train_data, val_data, settings, console=err())
             result = trainer.fit(resume=resume)
         finally:
             end_distributed(dist)
+    except TrainingDiverged as exc:  # not bad usage: exit 1, the last good checkpoint stays
+        fail(str(exc), 1)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good

@@ -48,7 +48,7 @@ def train_rank(rank: int, world_size: int, port: int, data: str, out: str, dumps
         for phase, steps in enumerate(phases):
             torch.manual_seed(0)
             dataset = training_dataset(spec, config, data, train=True)
-            settings = TrainSettings(out_dir=Path(out), epochs=100, batch_size=config["batch_size"], workers=0, device=context["device"],
+            settings = TrainSettings(out_dir=Path(out), epochs=100, batch_size=config["batch_size"], workers=0,
                                      max_steps=steps, progress=False, samples=0, rank=context["rank"], world_size=context["world_size"])
             recipe = build_recipe(spec.name, config, torch.device(context["device"]))
             Trainer(recipe, dataset, None, settings).fit(resume=phase > 0)
@@ -123,4 +123,11 @@ def test_single_process_and_cpu_settings(tmp_path, tiny_photo_folder, monkeypatc
     config = spec.config(TINY_PIX2PIX)
     recipe = build_recipe("pix2pix", config, torch.device("cpu"))
     with pytest.raises(ValueError, match="SyncBatchNorm"):
-        Trainer(recipe, ColorPhotoDataset(tiny_photo_folder, size=32), None, TrainSettings(out_dir=tmp_path, batch_size=2, sync_batchnorm=True, device="cpu"))
+        Trainer(recipe, ColorPhotoDataset(tiny_photo_folder, size=32), None, TrainSettings(out_dir=tmp_path, batch_size=2, sync_batchnorm=True))
+
+
+def test_wgan_gp_pretraining_counts_the_epochs_of_each_rank(tmp_path, tiny_photo_folder):
+    """Under torchrun an epoch is each rank's share of the data: 24 photos, 2 ranks, batch 2, so
+    6 steps; one epoch of L1 pre-training is those 6 steps (it was 12: the whole dataset's count)."""
+    out, _ = run_two_ranks(tmp_path, tiny_photo_folder, model="wgan-gp", overrides={**TINY_PIX2PIX, "l1_pretrain_epochs": 1}, phases=(1,))
+    assert load_checkpoint(out / "last.safetensors").extra["gan_schedule"]["pretrain_steps"] == 6

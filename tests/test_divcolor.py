@@ -211,7 +211,7 @@ def tiny_divcolor(tmp_path_factory, tiny_photo_folder, tiny_pix2pix_checkpoint):
     config = spec.config({**TINY, "feature_checkpoint": str(tiny_pix2pix_checkpoint)})
     recipe = build_recipe("divcolor", config, torch.device("cpu"))
     data = ColorPhotoDataset(tiny_photo_folder, size=64)
-    settings = TrainSettings(out_dir=out, epochs=1, batch_size=4, workers=0, device="cpu", max_steps=4, progress=False, samples=2)
+    settings = TrainSettings(out_dir=out, epochs=1, batch_size=4, workers=0, max_steps=4, progress=False, samples=2)
     Trainer(recipe, data, None, settings).fit()
     return out
 

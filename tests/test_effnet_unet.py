@@ -18,6 +18,7 @@ from recolor.networks.efficientnet_weights import (
 )
 from recolor.networks.resnet_unet import EncoderWeightsError
 from recolor.registry import get_model_spec
+from recolor.training.efficientnet_unet import training_bin_counts
 from recolor.training.loop import TrainSettings, Trainer, build_recipe
 
 TINY = {"decoder_widths": [16, 16, 16], "encoder_weights": "none", "image_size": 64, "batch_size": 4}
@@ -122,6 +123,26 @@ def test_short_training_run_lowers_the_loss(tmp_path, tiny_photo_folder, loss):
     assert len(values) == 36 and np.mean(values[-6:]) < (0.95 if loss == "ce" else 0.9) * np.mean(values[:6])
     frozen = recipe.generator.encoder
     assert not any(p.requires_grad for p in frozen.parameters())  # encoder_lr 0: the encoder stays frozen
+
+
+def test_fine_tuning_keeps_the_colour_prior_of_its_own_photos(tmp_path, tiny_photo_folder):
+    """--init-from takes the weights, but the colour prior `prepare` computed from the new photos stays."""
+    from recolor.checkpoint import load_checkpoint, save_checkpoint
+
+    config = get_model_spec("effnet-unet").config(TINY)
+    source = build_recipe("effnet-unet", config, torch.device("cpu")).generator.state_dict()
+    source["bin_log_weights"] = torch.full_like(source["bin_log_weights"], 7.0)
+    source["output.weight"] = source["output.weight"] + 1.0  # a trained weight to recognise
+    start = save_checkpoint(tmp_path / "start.safetensors", source, "effnet-unet", config)
+    recipe = build_recipe("effnet-unet", config, torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=64, train=True)
+    settings = TrainSettings(out_dir=tmp_path / "run", batch_size=4, workers=0, progress=False, samples=0, max_steps=1, precision="fp32",
+                             init_from=start, ema_decay=0.999)
+    Trainer(recipe, data, None, settings).fit()
+    exported = load_checkpoint(tmp_path / "run" / "model.safetensors").tensors
+    expected = rebalancing_weights(training_bin_counts(data, gamut_bin_centres()), gamut_bin_centres(), mix=0.5).log()
+    assert torch.allclose(exported["bin_log_weights"].float(), expected, atol=1e-2)
+    assert (exported["output.weight"].float() - source["output.weight"]).abs().max() < 0.05  # the weights did come from the file
 
 
 def test_unfrozen_encoder_trains_at_its_own_learning_rate(tiny_photo_folder):

@@ -14,7 +14,6 @@ from torch import nn
 
 from recolor import metrics as M
 from recolor.classifiers import (CIFAR10_CLASSES, CifarResNet, ClassifierError, finetune, load_classifier, read_state_dict)
-from recolor.color import rgb_to_lab_normalized
 
 
 def _ab(values) -> torch.Tensor:

@@ -152,7 +152,7 @@ def test_resume_after_a_kill_between_the_two_writes_refuses(tmp_path, tiny_photo
     def trainer(max_steps):
         spec = get_model_spec("pix2pix")
         config = spec.config({**TINY, "batch_size": 8})
-        settings = TrainSettings(out_dir=tmp_path, epochs=5, batch_size=8, workers=0, device="cpu", precision="fp32",
+        settings = TrainSettings(out_dir=tmp_path, epochs=5, batch_size=8, workers=0, precision="fp32",
                                  save_every=1, max_steps=max_steps, progress=False, samples=0)
         return Trainer(build_recipe("pix2pix", config, torch.device("cpu")), ColorPhotoDataset(tiny_photo_folder, size=32), None, settings)
 
@@ -389,16 +389,26 @@ def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
 # --- 14. train: one line for a full disk and for weights-only files ----------------------------------------
 
 def test_train_on_a_full_disk_says_so_in_one_line(tmp_path, tiny_photo_folder, monkeypatch):
-    import recolor.training.loop as loop
+    import recolor.training.checkpointing as checkpointing
 
     def full_disk(path, *args, **kwargs):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(loop, "save_optimizer_states", full_disk)
+    monkeypatch.setattr(checkpointing, "save_optimizer_states", full_disk)
     result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32",
                  "-b", "8", "--max-steps", "1", "--workers", "0", "--device", "cpu", "-q")
     clean_exit(result, 1)
     assert "No space left on device" in result.output
+
+
+def test_a_diverged_training_run_exits_1_in_one_line(tmp_path, tiny_photo_folder, monkeypatch):
+    from recolor.training.pix2pix import Pix2PixRecipe
+
+    monkeypatch.setattr(Pix2PixRecipe, "train_step", lambda self, batch: {"recon": float("nan")})
+    result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32",
+                 "-b", "8", "--max-steps", "2", "--workers", "0", "--device", "cpu", "-q")
+    clean_exit(result, 1)  # not 2: nothing was wrong with the command
+    assert "training diverged at step 1" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_resuming_from_exported_weights_says_so_in_one_line(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint):

@@ -11,7 +11,8 @@ import torch
 from recolor.checkpoint import load_checkpoint
 from recolor.data import ColorPhotoDataset
 from recolor.registry import get_model_spec
-from recolor.training.loop import EpochSampler, TrainSettings, Trainer, build_recipe
+from recolor.training.averaging import EpochAverage
+from recolor.training.loop import EpochSampler, TrainingDiverged, TrainSettings, Trainer, build_recipe, lab_batch
 
 TINY = {"ngf": 8, "num_downs": 5, "image_size": 32, "batch_size": 8}
 
@@ -133,15 +134,16 @@ def test_swa_exports_the_mean_of_the_epoch_weights_with_fresh_batchnorm_statisti
     recipe = build_recipe("pix2pix", config, torch.device("cpu"))
     data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
     trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "swa", batch_size=8, workers=0, progress=False, precision="fp32"))
+    average = EpochAverage(from_epoch=1)
     generator = recipe.generator
     snapshots = []
-    for scale in (1.0, 3.0):
+    for epoch, scale in ((1, 1.0), (2, 3.0)):
         with torch.no_grad():
             for parameter in generator.parameters():
                 parameter.fill_(scale)
         snapshots.append({k: v.clone() for k, v in generator.state_dict().items()})
-        trainer.accumulate_swa()
-    trainer.apply_swa()
+        average.after_epoch(recipe, epoch)
+    assert average.finish(recipe, (lab_batch(batch["rgb"], recipe.device, True)["L"] for batch in trainer.loader)) == {"swa_epochs": 2}
     first_conv = generator.down[0][0].weight
     assert torch.allclose(first_conv, torch.full_like(first_conv, 2.0))
     norm = generator.down[1][2]
@@ -164,7 +166,7 @@ def test_a_diverging_run_stops_with_a_clear_error_before_saving_nan_weights(tmp_
     recipe.train_step = diverging_step
     data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
     trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "nan", epochs=5, batch_size=8, workers=0, progress=False, save_every=1))
-    with pytest.raises(ValueError, match="training diverged at step 3"):
+    with pytest.raises(TrainingDiverged, match="training diverged at step 3"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "nan" / "last.safetensors").extra["trainer"]["step"] == 2
 
@@ -248,3 +250,81 @@ def test_ema_and_swa_together_are_refused(tmp_path, tiny_photo_folder):
     data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
     with pytest.raises(ValueError, match="not both"):
         Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "x", batch_size=8, workers=0, ema_decay=0.9, swa_from_epoch=1))
+
+
+# --- issue 14: what a resume may change, the fp16 loss scale, SWA across a resume --------------------------
+
+SMALL_RUN = ["--model", "pix2pix", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu", "-q"]
+
+
+def train_cli(*args):
+    from typer.testing import CliRunner
+
+    from recolor.cli import app
+
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def test_resume_with_a_new_lr_trains_at_the_new_rate(tmp_path, tiny_photo_folder):
+    from recolor.checkpoint import load_optimizer_states
+
+    out = tmp_path / "run"
+    first = train_cli("--data", tiny_photo_folder, "--out", out, "--max-steps", "1", *SMALL_RUN)
+    assert first.exit_code == 0, first.output
+    resumed = train_cli("--data", tiny_photo_folder, "--out", out, "--max-steps", "2", "--resume", "--lr", "5e-4", *SMALL_RUN)
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / "last.safetensors").config["lr"] == 5e-4  # recorded ...
+    states = load_optimizer_states(out / "last.optim.safetensors", step=2)
+    # ... and used: both optimisers stepped at the new rate (they had restored 2e-4 with their state)
+    assert [group["lr"] for state in states.values() for group in state["param_groups"]] == pytest.approx([5e-4, 5e-4])
+
+
+def test_resume_refuses_another_seed_and_init_from_starts_a_fresh_run_folder(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint):
+    out = tmp_path / "run"
+    # the restartable command: --init-from with --resume on a folder without a checkpoint fine-tunes (it was dropped)
+    first = train_cli("--data", tiny_photo_folder, "--out", out, "--max-steps", "1", "--resume", "--init-from", tiny_pix2pix_checkpoint, *SMALL_RUN)
+    assert first.exit_code == 0 and "initialised pix2pix from" in first.output, first.output
+    refused = train_cli("--data", tiny_photo_folder, "--out", out, "--max-steps", "2", "--resume", "--seed", "3", *SMALL_RUN)
+    assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "--seed 0" in refused.output
+    assert load_checkpoint(out / "last.safetensors").extra["trainer"]["step"] == 1  # nothing trained with the other order
+
+
+def test_the_fp16_loss_scale_is_updated_once_per_training_step(tmp_path, tiny_photo_folder):
+    recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)
+    trainer = Trainer(recipe, data, None, TrainSettings(out_dir=tmp_path / "amp", batch_size=8, workers=0, progress=False, precision="fp32",
+                                                        max_steps=3, samples=0))
+    # a CPU scaler stands in for the CUDA fp16 one: finding no inf, it doubles the scale at every update.
+    # pix2pix steps two optimisers a step (critic, generator): the scale must move once, after both
+    recipe.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8, growth_interval=1)
+    trainer.fit()
+    assert recipe.scaler.get_scale() == 2.0 ** (8 + 3)
+
+
+def test_swa_goes_on_across_a_resume(tmp_path, tiny_photo_folder):
+    data = ColorPhotoDataset(tiny_photo_folder, size=32, train=True)  # 24 photos, batch 8: 3 steps an epoch
+    values: list[float] = []
+
+    def run(epochs, resume):
+        recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+
+        def constant_step(batch):
+            values.append(float(len(values) + 1))
+            with torch.no_grad():
+                for parameter in recipe.generator.parameters():
+                    parameter.fill_(values[-1])
+            return {"recon": 0.5}
+
+        recipe.train_step = constant_step
+        settings = TrainSettings(out_dir=tmp_path / "swa", epochs=epochs, batch_size=8, workers=0, progress=False, precision="fp32",
+                                 swa_from_epoch=1, samples=0)
+        Trainer(recipe, data, None, settings).fit(resume=resume)
+
+    run(epochs=2, resume=False)
+    run(epochs=3, resume=True)
+    exported = load_checkpoint(tmp_path / "swa" / "model.safetensors")
+    assert exported.extra["swa_epochs"] == 3
+    # the generator's weights at the ends of epochs 1, 2 and 3 were 3, 6 and 9: their mean is 6
+    weight = exported.tensors["down.0.0.weight"].float()
+    assert torch.equal(weight, torch.full_like(weight, 6.0))

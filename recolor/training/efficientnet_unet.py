@@ -35,7 +35,7 @@ from ..metrics import colourfulness
 from ..networks.efficientnet_weights import load_encoder_weights
 from ..networks.patchgan import PatchDiscriminator
 from ..registry import Config, ModelSpec, attach_recipe
-from .loop import unwrap
+from .distributed import unwrap
 from .recipe import Batch, Recipe
 
 LOSSES = ("ce", "l1", "l1+gan", "l1+colourfulness")
@@ -54,6 +54,8 @@ def training_bin_counts(dataset: torch.utils.data.Dataset, centres: torch.Tensor
 
 
 class EffNetUNetRecipe(Recipe):
+    data_statistics = ("bin_log_weights",)  # the colour prior of this run's photos (the decoding's colour boost)
+
     def __init__(self, spec: ModelSpec, config: Config, device) -> None:
         super().__init__(spec, config, device)
         if config["loss"] not in LOSSES:

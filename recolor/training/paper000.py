@@ -253,7 +253,7 @@ class CWGANGPRecipe(Recipe):
     generator: -D(L, G(L, z)) [+ l1_weight * L1(G, real)] (every ``n_critic``-th batch)
 
     The learning rate falls linearly from ``lr`` to 0 over ``lr_decay_epochs`` epochs (the
-    Trainer's schedule, ``Trainer.learning_rate_factor``; ``--decay-epochs`` replaces it).
+    Trainer's schedule, ``schedule.LinearDecaySchedule``; ``--decay-epochs`` replaces it).
     ``recon`` is the L1 of the generated image to the photo: the optimised term for cwgan-gp-l1,
     a figure to watch for cwgan-gp. ``wasserstein`` is the critic's estimate D(real) - D(fake).
     """

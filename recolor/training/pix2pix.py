@@ -100,7 +100,9 @@ class Pix2PixRecipe(Recipe):
 
     def prepare(self, dataset: torch.utils.data.Dataset) -> None:
         super().prepare(dataset)
-        steps_per_epoch = len(dataset) // self.config["batch_size"]
+        # the epochs of this process: under torchrun each rank steps through its share of the data
+        # only, so counting the whole dataset would make the L1 phase world_size times too long
+        steps_per_epoch = self.steps_per_epoch if self.steps_per_epoch is not None else len(dataset) // self.config["batch_size"]
         self.pretrain_steps = round(float(self.config.get("l1_pretrain_epochs", 0)) * steps_per_epoch)
 
     # --- the losses of each GAN ----------------------------------------------------------

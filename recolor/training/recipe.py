@@ -3,7 +3,8 @@
 A recipe owns its networks (``self.networks``, one of them named ``"generator"``) and their
 optimisers (``self.optimizers``) and implements :meth:`Recipe.train_step`. The
 :class:`~recolor.training.loop.Trainer` does everything else: devices, mixed precision, data,
-checkpoints and resume, logging, samples and validation.
+checkpoints and resume, logging, samples and validation. The loop calls :meth:`Recipe.run_train_step`,
+which runs ``train_step`` and then updates the fp16 loss scale once.
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ Batch = dict[str, torch.Tensor]
 class Recipe:
     """Base class: subclasses build networks in ``__init__`` and define ``train_step``."""
 
+    # generator buffers that ``prepare`` computes from the training photos (e.g. a colour prior):
+    # fine-tuning with --init-from keeps these fresh values rather than the checkpoint's
+    data_statistics: tuple[str, ...] = ()
+
     def __init__(self, spec: ModelSpec, config: Config, device: torch.device) -> None:
         self.spec = spec
         # read-only: what a run stores and resumes from is the config it was given, never a recipe's edit of it
@@ -30,9 +35,12 @@ class Recipe:
         self.device = device
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        # set by the Trainer: mixed-precision dtype (None = fp32) and a GradScaler for fp16
+        # set by the Trainer: mixed-precision dtype (None = fp32), a GradScaler for fp16, and the
+        # optimisation steps in one epoch of this process (under torchrun: of this rank's share)
         self.amp_dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
+        self.steps_per_epoch: int | None = None
+        self._scaler_stepped = False  # an optimiser stepped through the scaler since its last update
 
     # --- what subclasses implement -------------------------------------------------------
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -61,17 +69,38 @@ class Recipe:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def run_train_step(self, batch: Batch) -> dict[str, float]:
+        """One training step as the loop runs it: :meth:`train_step`, then the fp16 loss scale
+        updated once, after every optimiser of the step has stepped (a GAN steps two)."""
+        losses = self.train_step(batch)
+        if self.scaler is not None and self._scaler_stepped:
+            self.scaler.update()
+        self._scaler_stepped = False
+        return losses
+
     def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
-        """zero_grad, backward and step for one optimiser, through the GradScaler under fp16."""
+        """zero_grad, backward and step for one optimiser, through the GradScaler under fp16
+        (whose scale :meth:`run_train_step` updates once the whole step is done)."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
             self.scaler.step(optimizer)
-            self.scaler.update()
+            self._scaler_stepped = True
         else:
             loss.backward(retain_graph=retain_graph)
             optimizer.step()
+
+    @contextlib.contextmanager
+    def networks_replaced(self, replacements: dict[str, nn.Module]) -> Iterator[None]:
+        """The networks of these names replaced while open (an averaged generator, the plain
+        network inside a DDP wrapper), the originals back after."""
+        originals = {name: self.networks[name] for name in replacements}
+        self.networks.update(replacements)
+        try:
+            yield
+        finally:
+            self.networks.update(originals)
 
     @staticmethod
     @contextlib.contextmanager

@@ -23,7 +23,7 @@ import torch
 
 from ..networks.resnet_unet import load_encoder_weights
 from ..registry import Config, ModelSpec, attach_recipe
-from .loop import unwrap
+from .distributed import unwrap
 from .pix2pix import CGAN_TRAINING_DEFAULTS, GAN_DEFAULTS, Pix2PixRecipe
 
 

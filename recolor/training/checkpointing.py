@@ -1,0 +1,117 @@
+"""The run state on disk: what a run folder's weights files hold, and how a run gets it back.
+
+* ``last.safetensors``        every network's weights (kind "training"), config, trainer state,
+                              and the weight average when there is one (see ``averaging.py``)
+* ``last.optim.safetensors``  every optimiser's state (written just before the weights)
+* ``best.safetensors``        the generator with the lowest validation ab-L1 so far
+* ``model.safetensors``       the fp16 generator exported for inference at the end
+
+The file format itself (self-describing safetensors, checksums, atomic writes) is ``recolor/checkpoint.py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
+from ..imageio import atomic_write_bytes
+from ..pretrained import save_pretrained
+from .averaging import WeightAverage
+from .distributed import unwrap
+from .recipe import Recipe
+
+CHECKPOINT_NAME = "last.safetensors"
+OPTIMIZER_NAME = "last.optim.safetensors"
+EXPORT_NAME = "model.safetensors"
+BEST_NAME = "best.safetensors"  # the generator with the lowest validation ab-L1 so far
+
+
+class RunCheckpoints:
+    """Save, restore, export and keep-the-best for one recipe's run folder."""
+
+    def __init__(self, recipe: Recipe, out_dir: Path) -> None:
+        self.recipe, self.out_dir = recipe, Path(out_dir)
+
+    def save(self, trainer_state: dict[str, Any], average: WeightAverage) -> None:
+        """``last.safetensors`` and its optimiser state (rank 0 alone calls this)."""
+        tensors = {}
+        for name, network in self.recipe.networks.items():
+            for key, value in unwrap(network).state_dict().items():
+                tensors[f"{name}.{key}"] = value
+        tensors.update(average.checkpoint_tensors())
+        # optimiser first, weights second: the weights file is the commit point, and both carry the step
+        states = {name: optimizer.state_dict() for name, optimizer in self.recipe.optimizers.items()}
+        save_optimizer_states(self.out_dir / OPTIMIZER_NAME, states, step=trainer_state["step"])
+        extra = {"trainer": trainer_state, **self.recipe.extra_metadata(), **average.checkpoint_extra()}
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, tensors, self.recipe.spec.name, self.recipe.config, kind="training", extra=extra)
+        atomic_write_bytes(self.out_dir / "trainer_state.json", json.dumps(trainer_state).encode())
+
+    def read_last(self) -> Checkpoint | None:
+        """The run folder's training checkpoint (None when there is none), checked to be this model's."""
+        path = self.out_dir / CHECKPOINT_NAME
+        if not path.exists():
+            return None
+        checkpoint = load_checkpoint(path)
+        if checkpoint.model != self.recipe.spec.name:
+            raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
+        if checkpoint.kind != "training" or "trainer" not in checkpoint.extra:
+            raise CheckpointError(f"{path}: exported weights, not a training checkpoint: nothing to resume (fine-tune from it with --init-from)")
+        return checkpoint
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Networks, optimisers and the recipe's own state from a checkpoint of :meth:`read_last`."""
+        # read before any network changes: a refused optimiser state leaves the recipe untouched
+        states = load_optimizer_states(self.out_dir / OPTIMIZER_NAME, step=checkpoint.extra["trainer"]["step"])
+        for name, network in self.recipe.networks.items():
+            self._load_network(checkpoint.path, name, unwrap(network), checkpoint.sub_state(name))
+        for name, optimizer in self.recipe.optimizers.items():
+            optimizer.load_state_dict(states[name])
+        self.recipe.load_extra_metadata(checkpoint.extra)
+
+    def initialize_from(self, path: Path) -> None:
+        """Fine-tuning: start from another run's networks (fresh optimisers, step 0).
+
+        A training checkpoint gives every network it has; an exported weights file gives the
+        generator alone (the critic then starts from scratch).
+        """
+        checkpoint = load_checkpoint(path)
+        if checkpoint.model != self.recipe.spec.name:
+            raise CheckpointError(f"{path}: checkpoint is for model '{checkpoint.model}', not '{self.recipe.spec.name}'")
+        for name, network in self.recipe.networks.items():
+            state = checkpoint.sub_state(name) if checkpoint.kind == "training" else (checkpoint.tensors if name == "generator" else {})
+            if state:
+                target = unwrap(network)
+                reference = target.state_dict()
+                state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+                # statistics `prepare` just computed from this run's photos stay: they describe the new data
+                fresh = {key: reference[key] for key in self.recipe.data_statistics if name == "generator" and key in reference}
+                self._load_network(path, name, target, {**state, **fresh})
+
+    @staticmethod
+    def _load_network(path: Path, name: str, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: {name} weights do not fit this config ({str(exc).splitlines()[0]})") from None
+
+    def export(self, path: Path, trained_steps: int, extra: dict[str, Any] | None = None) -> Path:
+        """The generator alone, fp16, kind "weights": what `recolor colorize --model PATH` loads."""
+        extra = {"trained_steps": trained_steps, **self.recipe.extra_metadata(), **(extra or {})}
+        return save_pretrained(path, unwrap(self.recipe.generator), self.recipe.spec.name, self.recipe.config, extra=extra)
+
+    def keep_if_best(self, val_ab_l1: float, trained_steps: int, extra: dict[str, Any] | None = None) -> None:
+        """Export the generator to ``best.safetensors`` whenever validation ab-L1 improves.
+
+        GAN training is noisy from epoch to epoch; the best validated generator is often not the
+        last one. The figure is stored with the weights so the choice stays visible.
+        """
+        best_path = self.out_dir / BEST_NAME
+        if best_path.exists():
+            with contextlib.suppress(CheckpointError, KeyError):
+                if load_checkpoint(best_path).extra.get("val_ab_l1", float("inf")) <= val_ab_l1:
+                    return
+        self.export(best_path, trained_steps, extra={**(extra or {}), "val_ab_l1": val_ab_l1})
