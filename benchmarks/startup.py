@@ -13,6 +13,7 @@ with the default model from the checkout's own ``weights/`` (``--model`` picks a
 (``python -X importtime``: wall time, inflated under load, but it names where the time goes).
 
     python benchmarks/startup.py --baseline main          # main as committed (git archive), 5 repeats
+    python benchmarks/startup.py --baseline 66de7b5 --baseline main   # several refs, each against the first
     python benchmarks/startup.py --baseline-dir ../main   # another working tree as it is
     python benchmarks/startup.py --repeats 3 --model pix2pix --importtime
 """
@@ -89,8 +90,9 @@ def scenarios(photo: Path, out: Path, model: str | None) -> dict[str, list[str]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", help="a git ref of this repository to compare with (e.g. main), exported with git archive")
-    parser.add_argument("--baseline-dir", type=Path, help="or another checkout of recolor, as it is")
+    parser.add_argument("--baseline", action="append", default=[], help="a git ref of this repository to compare with (e.g. main), "
+                        "exported with git archive; repeatable: speed-ups are against the first baseline")
+    parser.add_argument("--baseline-dir", type=Path, action="append", default=[], help="or another checkout of recolor, as it is (repeatable)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", help="model for the colorize run (default: the checkout's default model)")
     parser.add_argument("--importtime", action="store_true", help="also list the slowest top-level imports of each scenario")
@@ -98,11 +100,9 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="recolor-startup-"))
     try:
-        checkouts = {"this checkout": ROOT}
-        if args.baseline:
-            checkouts = {f"baseline {args.baseline}": export_ref(args.baseline, scratch), **checkouts}
-        elif args.baseline_dir:
-            checkouts = {f"baseline {args.baseline_dir}": args.baseline_dir.resolve(), **checkouts}
+        checkouts = {f"{ref} (git)": export_ref(ref, scratch) for ref in args.baseline}
+        checkouts |= {str(folder): folder.resolve() for folder in args.baseline_dir}
+        checkouts["this checkout"] = ROOT
         runs = scenarios(grey_photo(scratch), scratch / "out", args.model)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
               f"{args.repeats} repeats, checkouts alternating")
