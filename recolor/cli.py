@@ -115,10 +115,13 @@ class RunReport:
 def progress_bar(label: str, total: int, quiet: bool) -> Iterator[Callable[..., None]]:
     """A transient progress bar on stderr (none when quiet, when nothing is to do, or when stderr
     is not a terminal: a log file would get a stray blank line where the bar was); yields advance()."""
+    if quiet or not total or not err().is_terminal:
+        yield lambda steps=1: None  # and rich.progress is not even imported
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err(), disable=quiet or not total or not err().is_terminal, transient=True) as progress:
+    with Progress(*columns, console=err(), transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda steps=1: progress.advance(task, steps)
 
