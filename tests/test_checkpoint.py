@@ -100,6 +100,18 @@ def test_importing_inference_loads_no_training_module_nor_rich_progress():
     assert loaded == "[]"
 
 
+def test_colorizing_with_a_model_that_needs_neither_loads_no_timm_nor_torchvision():
+    """Every network file is imported to register its model, so the heavy libraries (seconds to
+    import) are imported only by the builders that need them (timm: effnet-unet, torchvision: resnet18)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from recolor.inference import Colorizer; Colorizer.load('pix2pix', device='cpu'); "
+            "print(sorted(m for m in ('timm', 'torchvision', 'recolor.training') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_a_registered_name_wins_over_a_same_named_folder_or_file(tmp_path, monkeypatch):
     from recolor.checkpoint import find_weights, shipped_weights
 

@@ -312,3 +312,9 @@ def test_cli_rejects_an_unknown_gan_and_a_missing_encoder_file(tmp_path, tiny_ph
     result = CliRunner().invoke(app, common + ["--encoder-weights", str(tmp_path / "nope.pth")])
     assert result.exit_code == 2 and "no such encoder weights file" in " ".join(result.output.split())
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_the_written_out_imagenet_url_is_torchvisions():
+    from torchvision.models import ResNet18_Weights
+
+    assert resnet_unet.IMAGENET_URL == ResNet18_Weights.IMAGENET1K_V1.url

@@ -32,8 +32,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
-from torchvision.models import ResNet18_Weights
 
 from ..checkpoint import read_state_dict as read_foreign_state_dict
 from ..registry import Config, ModelSpec, register_model
@@ -48,6 +46,8 @@ class EncoderWeightsError(ValueError):
 
 def resnet18_encoder() -> nn.Module:
     """torchvision's ResNet-18 (random init) with the average pooling and classifier removed."""
+    from torchvision.models import resnet18  # here: torchvision takes seconds to import, and only this network needs it
+
     network = resnet18(weights=None)
     del network.avgpool, network.fc
     return network
@@ -95,7 +95,9 @@ class ResNetUNetGenerator(nn.Module):
 
 # --- pre-trained encoder weights -------------------------------------------------------------
 
-IMAGENET_URL = ResNet18_Weights.IMAGENET1K_V1.url
+# torchvision's ResNet18_Weights.IMAGENET1K_V1.url, written out so that importing this file (every
+# inference does, to register the models) does not import torchvision (tests/test_gan_family.py checks it)
+IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 
 def download_imagenet_state_dict() -> dict[str, torch.Tensor]:
