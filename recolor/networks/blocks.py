@@ -22,6 +22,10 @@ def init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
     weights must be re-loaded after calling this (see the ResNet-18 generator).
     """
     for layer in module.modules():
+        if any(parameter.is_meta for parameter in layer.parameters(recurse=False)):
+            # a shapes-only build (the checks before loading a file): nothing to initialise, and
+            # random init on the meta device imports torch._dynamo, 1.5 s of every command's start
+            continue
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(layer.weight, 0.0, std)
             if layer.bias is not None:
