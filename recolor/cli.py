@@ -272,39 +272,16 @@ def train(
     """Train any registered model on a folder of colour photos (CPU or CUDA, resumable; multi-GPU/multi-machine under torchrun)."""
     import torch
 
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .inference import checked_model
-    from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_datasets
+    from .checkpoint import CheckpointError
+    from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from .registry import get_model_spec
-    from .training.loop import CHECKPOINT_NAME, TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
+    from .training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
 
     try:
         spec = get_model_spec(model)
-        overrides = parse_overrides(set_ or [])
-        if lr is not None:
-            overrides["lr"] = lr
-        if size is not None:
-            overrides["image_size"] = size
-        if batch_size is not None:
-            overrides["batch_size"] = batch_size
-        if encoder_weights is not None:
-            overrides["encoder_weights"] = encoder_weights
-        if resume and (out / CHECKPOINT_NAME).exists():
-            # the run's own config wins: a resumed run must rebuild the same networks
-            stored = load_checkpoint(out / CHECKPOINT_NAME)
-            if stored.model != spec.name:
-                fail(f"{out}: that run trains '{stored.model}', not '{spec.name}'")
-            check_resume_options(out, stored.config, overrides)
-            checked_model(stored)  # its config and shapes, with the file named in any complaint
-            overrides = stored.config | {k: v for k, v in overrides.items() if k in ("lr",)}
-        elif init_from is not None:
-            # fine-tuning rebuilds the stored architecture; explicit options still apply on top
-            stored = load_checkpoint(init_from)
-            if stored.model != spec.name:
-                fail(f"{init_from}: checkpoint is for model '{stored.model}', not '{spec.name}'")
-            checked_model(stored)
-            overrides = stored.config | overrides
-        config = spec.config(overrides)
+        options = {"lr": lr, "image_size": size, "batch_size": batch_size, "encoder_weights": encoder_weights}
+        overrides = parse_overrides(set_ or []) | {key: value for key, value in options.items() if value is not None}
+        config = training_config(spec, overrides, out, resume, init_from)
         spec.check_image_size(config)
         torch.manual_seed(seed)
         train_data, val_data = training_datasets(spec, config, data, val)
@@ -330,16 +307,6 @@ def train(
         fail(f"{exc.filename or out}: {exc.strerror or exc} (the last checkpoint in {out} is intact; --resume continues from it)", 1)
     if dist["rank"] == 0:
         print(json.dumps({"model": spec.name, "out": str(out), **result}))
-
-
-def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
-    """A resumed run rebuilds its own networks with its own config: options that would change
-    it are refused rather than silently ignored (only the learning rate may change)."""
-    changed = {key: value for key, value in overrides.items() if key != "lr" and stored.get(key) != value}
-    if changed:
-        given = ", ".join(f"{key}={value}" for key, value in changed.items())
-        has = ", ".join(f"{key}={stored.get(key)}" for key in changed)
-        fail(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
 
 
 @app.command("models")

@@ -361,6 +361,45 @@ def parse_overrides(pairs: Sequence[str]) -> dict:
     return overrides
 
 
+def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: Path | None) -> dict:
+    """The config a `recolor train` run uses: the model's defaults with the options on top; a resumed
+    run's own config (only the learning rate may change: see :func:`check_resume_options`); for
+    --init-from, the file's config with the options on top. A problem with a stored config names
+    its file (CheckpointError); an option a resume would ignore is a UsageError."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .pretrained import checked_model
+
+    last = out / "last.safetensors"  # recolor.training.checkpointing.CHECKPOINT_NAME
+    source = last if resume and last.exists() else init_from
+    if source is None:
+        return spec.config(overrides)
+    stored = load_checkpoint(source)
+    if stored.model != spec.name:
+        what = f"{out}: that run trains" if source == last else f"{source}: checkpoint is for model"
+        raise UsageError(f"{what} '{stored.model}', not '{spec.name}'")
+    checked_model(stored)  # its architecture and tensor shapes, with the file named in any complaint
+    if source == last:
+        # the run's own config wins: a resumed run must rebuild the same networks
+        check_resume_options(out, stored.config, overrides)
+        merged = stored.config | {key: value for key, value in overrides.items() if key == "lr"}
+    else:
+        merged = stored.config | overrides  # fine-tuning rebuilds the stored architecture; options apply on top
+    try:
+        return spec.config(merged)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{source}: {exc.args[0] if exc.args else exc}") from None
+
+
+def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
+    """A resumed run rebuilds its own networks with its own config: options that would change
+    it are refused rather than silently ignored (only the learning rate may change)."""
+    changed = {key: value for key, value in overrides.items() if key != "lr" and stored.get(key) != value}
+    if changed:
+        given = ", ".join(f"{key}={value}" for key, value in changed.items())
+        has = ", ".join(f"{key}={stored.get(key)}" for key in changed)
+        raise UsageError(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
+
+
 def training_dataset(spec, config: dict, folder: Path, train: bool = True):
     """The dataset a model trains (``train``) or validates on: its recipe's own when it has one,
     else colour photos at the config's ``image_size``."""
