@@ -11,4 +11,7 @@
 * :mod:`.report`       the HTML report (page, bar charts, sample photos) and the printed tables
 
 The metric formulas themselves are the pure functions of :mod:`recolor.metrics`.
+
+Adding a figure: its row in ``catalogue.METRICS`` (key, label, which ``--metric`` option selects
+it), and an accumulator for that key in the option's entry of ``accumulators.ACCUMULATORS``.
 """
