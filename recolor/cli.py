@@ -12,8 +12,8 @@ Start-up: this module imports only typer; torch, the models, rich and the planni
 imported by the command that needs them (``--help`` stays fast). Help is click's plain text:
 typer's rich help formatting alone took as long to import as the rest of ``recolor --help``.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: typer would then evaluate every option's
+# annotation from its string on each start (a tenth of ``--help``'s own time).
 import contextlib
 import functools
 import json
@@ -37,7 +37,7 @@ MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A mode
 
 
 @functools.cache
-def err() -> Console:
+def err() -> "Console":
     """The stderr console, made on first use (importing rich costs start-up time that ``--help`` does not need)."""
     from rich.console import Console
 
