@@ -73,6 +73,16 @@ def tiny_pix2pix_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny networks: they gain nothing from a second thread, and
+    on a busy machine two threads spin-waiting on each other make them many times slower; restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # Attach every training recipe to the registry once: inference alone never loads recolor.training
 # (a subprocess test checks that), but many tests build recipes or full training configs.
 import recolor.training  # noqa: E402,F401

@@ -30,13 +30,7 @@ from recolor.training.loop import TrainSettings, Trainer, build_recipe
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread avoids OpenMP oversubscription when the CPU is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one intra-op thread
 
 TINY = {
     "image_size": 64, "width": 8, "latent_dim": 8, "mdn_channels": [8, 8, 8, 8, 8], "mdn_hidden": 16,

@@ -40,13 +40,7 @@ RESNET_TINY = {"image_size": 32, "ndf": 8, "batch_size": 8, "encoder_weights": "
 CLI_TINY = {"ngf": 8, "num_downs": 5, "ndf": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tiny networks gain nothing from two, and the machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one intra-op thread
 
 
 def tiny_config(name: str, **changes) -> dict:

@@ -27,13 +27,7 @@ MODELS = [spec.name for spec in list_models()]
 SHIPPED = sorted((ROOT / "weights").glob("*.safetensors"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from a second thread on a shared machine; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one intra-op thread
 
 
 @pytest.fixture(scope="module")

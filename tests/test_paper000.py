@@ -36,14 +36,7 @@ def tiny_overrides(model: str) -> dict:
     return TINY["cnn" if model.startswith("cnn") else "wgan" if model.startswith("cwgan") else "vae"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These small convolutions gain nothing from a second thread, and on a busy machine two
-    threads spin-waiting on each other make them many times slower; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one intra-op thread
 
 
 @pytest.fixture(scope="module")

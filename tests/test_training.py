@@ -21,6 +21,22 @@ def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def constant_step_recipe(values: list[float]):
+    """A tiny pix2pix recipe whose step sets every generator weight to the next count (1, 2, 3...,
+    appended to ``values``, which runs share): what an average of the weights must equal is known."""
+    recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+
+    def constant_step(batch):
+        values.append(float(len(values) + 1))
+        with torch.no_grad():
+            for parameter in recipe.generator.parameters():
+                parameter.fill_(values[-1])
+        return {"recon": 0.5}
+
+    recipe.train_step = constant_step
+    return recipe
+
+
 def test_dataset_crops_flips_and_skips_greyscale(tmp_path, tiny_photo_folder):
     from PIL import Image
 
@@ -211,18 +227,9 @@ def test_ema_validates_exports_and_resumes_the_moving_average_of_the_generator(t
     initial = {}
 
     def run(epochs, resume):
-        recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
+        recipe = constant_step_recipe(values)
         if not initial:
             initial["conv"] = recipe.generator.down[0][0].weight.detach().clone()
-
-        def constant_step(batch):
-            values.append(float(len(values) + 1))
-            with torch.no_grad():
-                for parameter in recipe.generator.parameters():
-                    parameter.fill_(values[-1])
-            return {"recon": 0.5}
-
-        recipe.train_step = constant_step
         settings = TrainSettings(out_dir=tmp_path / "ema", epochs=epochs, batch_size=8, workers=0, progress=False, save_every=1,
                                  precision="fp32", ema_decay=0.5)
         Trainer(recipe, data, ColorPhotoDataset(tiny_photo_folder, size=32, train=False), settings).fit(resume=resume)
@@ -307,16 +314,7 @@ def test_swa_goes_on_across_a_resume(tmp_path, tiny_photo_folder):
     values: list[float] = []
 
     def run(epochs, resume):
-        recipe = build_recipe("pix2pix", get_model_spec("pix2pix").config(TINY), torch.device("cpu"))
-
-        def constant_step(batch):
-            values.append(float(len(values) + 1))
-            with torch.no_grad():
-                for parameter in recipe.generator.parameters():
-                    parameter.fill_(values[-1])
-            return {"recon": 0.5}
-
-        recipe.train_step = constant_step
+        recipe = constant_step_recipe(values)
         settings = TrainSettings(out_dir=tmp_path / "swa", epochs=epochs, batch_size=8, workers=0, progress=False, precision="fp32",
                                  swa_from_epoch=1, samples=0)
         Trainer(recipe, data, None, settings).fit(resume=resume)
