@@ -35,6 +35,7 @@ from .imageio import atomic_write_bytes
 from .registry import get_model_spec
 
 FORMAT_VERSION = "1"
+CHECKPOINT_NAME = "last.safetensors"  # a training run's latest checkpoint in its run folder (what --resume reads)
 EMA_PREFIX = "ema"  # training checkpoints keep the moving average of the generator under this prefix (--ema)
 _KEY_MODEL, _KEY_CONFIG, _KEY_FORMAT, _KEY_KIND, _KEY_EXTRA = (
     "recolor.model", "recolor.config", "recolor.format", "recolor.kind", "recolor.extra",

@@ -366,10 +366,10 @@ def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: P
     run's own config (only the learning rate may change: see :func:`check_resume_options`); for
     --init-from, the file's config with the options on top. A problem with a stored config names
     its file (CheckpointError); an option a resume would ignore is a UsageError."""
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
     from .pretrained import checked_model
 
-    last = out / "last.safetensors"  # recolor.training.checkpointing.CHECKPOINT_NAME
+    last = out / CHECKPOINT_NAME
     source = last if resume and last.exists() else init_from
     if source is None:
         return spec.config(overrides)

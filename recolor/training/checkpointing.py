@@ -17,14 +17,13 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
+from ..checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from ..imageio import atomic_write_bytes
 from ..pretrained import save_pretrained
 from .averaging import WeightAverage
 from .distributed import unwrap
 from .recipe import Recipe
 
-CHECKPOINT_NAME = "last.safetensors"
 OPTIMIZER_NAME = "last.optim.safetensors"
 EXPORT_NAME = "model.safetensors"
 BEST_NAME = "best.safetensors"  # the generator with the lowest validation ab-L1 so far
