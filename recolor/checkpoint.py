@@ -232,6 +232,15 @@ def shipped_weights(name: str) -> Path:
     raise CheckpointError(f"no shipped weights for model '{spec.name}': train them with `recolor train --model {spec.name}` and pass --model PATH")
 
 
+def ships_weights(name: str) -> bool:
+    """Whether :func:`shipped_weights` finds a file for the registered model ``name``."""
+    try:
+        shipped_weights(name)
+    except CheckpointError:
+        return False
+    return True
+
+
 # --- optimiser state ----------------------------------------------------------------------
 
 def optimizer_state_to_tensors(states: dict[str, dict]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -315,13 +315,11 @@ def list_models_command(as_json: Annotated[bool, typer.Option("--json")] = False
     from rich.console import Console
     from rich.table import Table
 
-    from .inference import weights_dirs
+    from .checkpoint import ships_weights
     from .registry import list_models
 
-    rows = []
-    for spec in list_models():
-        shipped = any((d / f"{spec.name}.safetensors").is_file() for d in weights_dirs())
-        rows.append({"name": spec.name, "paper": spec.paper, "shipped_weights": shipped, "description": spec.description})
+    rows = [{"name": spec.name, "paper": spec.paper, "shipped_weights": ships_weights(spec.name), "description": spec.description}
+            for spec in list_models()]
     if as_json:
         print(json.dumps(rows, indent=1))
         return

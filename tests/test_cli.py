@@ -121,6 +121,23 @@ def test_models_command_lists_pix2pix():
     assert "pix2pix" in {row["name"] for row in json.loads(result.stdout)}
 
 
+def test_models_command_says_which_weights_ship_as_find_weights_finds_them(tmp_path, monkeypatch, tiny_pix2pix_checkpoint):
+    """A file in $RECOLOR_WEIGHTS_DIR named after a model counts as shipped (as `--model NAME` loads it)."""
+    from recolor.evaluation.contenders import shipped_models
+
+    def shipped() -> dict[str, bool]:
+        result = runner.invoke(app, ["models", "--json"])
+        assert result.exit_code == 0
+        return {row["name"]: row["shipped_weights"] for row in json.loads(result.stdout)}
+
+    monkeypatch.setenv("RECOLOR_WEIGHTS_DIR", str(tmp_path))
+    before = shipped()
+    assert before["pix2pix"] and not before["pix2pix-lsgan"]
+    (tmp_path / "pix2pix-lsgan.safetensors").write_bytes(tiny_pix2pix_checkpoint.read_bytes())
+    assert shipped() == {**before, "pix2pix-lsgan": True}
+    assert "pix2pix-lsgan" in shipped_models()
+
+
 def test_chroma_scales_the_predicted_colour_and_zero_gives_the_grey_photo(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
     from recolor.checkpoint import load_checkpoint, save_checkpoint
     from recolor.color import rgb_to_lab

@@ -64,10 +64,10 @@ def load_contenders(settings: EvalSettings) -> list[Contender]:
 
 def shipped_models() -> list[str]:
     """Names of the registered models whose weights ship with recolor (weights/<name>.safetensors)."""
-    from ..inference import weights_dirs
+    from ..checkpoint import ships_weights
     from ..registry import list_models
 
-    return [spec.name for spec in list_models() if any((d / f"{spec.name}.safetensors").is_file() for d in weights_dirs())]
+    return [spec.name for spec in list_models() if ships_weights(spec.name)]
 
 
 def row_name(model: str, spec_name: str) -> str:
