@@ -1,7 +1,7 @@
 """Colorize a folder of photos: the pipeline of `recolor colorize` against a plain reference loop.
 
 The reference is the loop one would write first, in the same process, on the same files and
-weights: decode with ``recolor.imageio.load_image``, run the fp32 model (NCHW) on one photo at a
+weights: decode with ``recolor.imageio.decode_photo``, run the fp32 model (NCHW) on one photo at a
 time, upsample ab to full size and convert the whole photo with ``recolor.color.lab_to_rgb``,
 save. The pipeline is ``recolor.pipeline.colorize_files`` on the jobs of ``recolor.planning.plan_colorize``,
 with the CLI's defaults (bf16 on CPU,
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, machine, pix2pix_weights  # noqa: E402
 
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l  # noqa: E402
-from recolor.imageio import list_image_files, load_image, save_image  # noqa: E402
+from recolor.imageio import list_image_files, decode_photo, save_image  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
 from recolor.pipeline import colorize_files  # noqa: E402
 from recolor.planning import plan_colorize  # noqa: E402
@@ -39,7 +39,7 @@ def reference_loop(files: list[Path], weights: Path, out_dir: Path) -> None:
     pretrained = load_pretrained(weights)
     generator, size = pretrained.network, pretrained.config["image_size"]
     for path in files:
-        image = load_image(path)
+        image = decode_photo(path)
         lightness = image.lightness
         small = normalize_l(F.interpolate(lightness[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False))
         with torch.no_grad():

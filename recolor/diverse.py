@@ -39,7 +39,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 from .color import lab_to_rgb, output_to_ab
-from .imageio import LoadedImage, PhotoLike, as_pil_image, loaded_from_pil
+from .imageio import DecodedPhoto, PhotoLike, as_pil_image, photo_from_pil
 from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
 from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
 from .registry import get_model_spec
@@ -90,8 +90,8 @@ class DiverseSampler:
     def generator(self) -> nn.Module:
         return self.colorizer.generator
 
-    def model_input(self, image: LoadedImage) -> torch.Tensor:
-        return self.colorizer.model_input(image)
+    def model_input(self, image: DecodedPhoto) -> torch.Tensor:
+        return self.colorizer.input_from_lightness(image.lightness)
 
     def check(self, k: int, method: str) -> None:
         if method not in METHODS:
@@ -107,7 +107,7 @@ class DiverseSampler:
         x = lightness.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.colorizer.channels_last else x
 
-    def sample_loaded(self, images: Sequence[LoadedImage], k: int, method: str = "topk", seed: int = 0) -> list[DiverseResult]:
+    def sample_photos(self, images: Sequence[DecodedPhoto], k: int, method: str = "topk", seed: int = 0) -> list[DiverseResult]:
         """k full-resolution colorizations of each photo (batched through the network)."""
         if not images:
             return []
@@ -127,9 +127,9 @@ class DiverseSampler:
         for a list of photos."""
         self.check(k, method)
         photos = list(photo) if isinstance(photo, (list, tuple)) else [photo]
-        loaded = [loaded_from_pil(as_pil_image(item)) for item in photos]
+        loaded = [photo_from_pil(as_pil_image(item)) for item in photos]
         pictures = [[ColorizeResult(rgb, result.alpha, result.was_colour).to_pil() for rgb in result.images]
-                     for result in self.sample_loaded(loaded, k, method, seed)]
+                     for result in self.sample_photos(loaded, k, method, seed)]
         return pictures if isinstance(photo, (list, tuple)) else pictures[0]
 
 
@@ -360,7 +360,7 @@ def contact_sheet(grey: np.ndarray, results: Sequence[np.ndarray], labels: Seque
     return sheet
 
 
-def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path], sheet_path: Path, title: str | None = None,
+def save_diverse(result: DiverseResult, image: DecodedPhoto, paths: Sequence[Path], sheet_path: Path, title: str | None = None,
                  sheet_height: int = 256) -> None:
     """Write the k colorizations (atomically, with the photo's alpha and ICC profile) and the contact sheet."""
     from .imageio import save_image
@@ -374,17 +374,17 @@ def save_diverse(result: DiverseResult, image: LoadedImage, paths: Sequence[Path
 def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "topk", seed: int = 0) -> list[dict]:
     """Sample and save one batch of :class:`recolor.planning.DiverseJob`; a record per photo (the
     job's own, completed), each failure one line naming its file, never an exception."""
-    from .imageio import ImageReadError, load_image
+    from .imageio import ImageReadError, decode_photo
 
     records, loaded, pending = [], [], []
     for job in jobs:
         try:
-            loaded.append(load_image(job.source))
+            loaded.append(decode_photo(job.source))
             pending.append(job)
         except ImageReadError as exc:
             records.append(job.record | {"status": "error", "error": str(exc)})
     try:
-        results = sampler.sample_loaded(loaded, k, method, seed)
+        results = sampler.sample_photos(loaded, k, method, seed)
     except (RuntimeError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return records + [job.record | {"status": "error", "error": f"{job.record['input']}: sampling failed ({message})"} for job in pending]

@@ -137,7 +137,7 @@ def _scored_batch(plan: EvalPlan, cropped: CroppedChunk, start: int) -> ScoredBa
     truth = as_float(truth_u8)
     lightness = rgb_to_lightness(truth)
     rows_u8 = {"real": truth_u8, "grey": (grey_rgb(truth) * 255).round().clamp(0, 255).to(torch.uint8)}
-    rows_u8.update(contender_outputs(plan.contenders, lightness, cropped.predicted))
+    rows_u8.update(contender_outputs(plan.contenders, truth_u8, cropped.predicted))
     labels = None
     if plan.classifier is not None:
         labels = plan.labels.for_batch(plan.classifier, [position for position, _ in cropped.kept], truth)

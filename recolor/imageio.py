@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import re
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .color import rgb_to_lab, rgb_to_lightness
+from .color import lightness_from_pixels, rgb_to_lab, rgb_to_lightness, thumbnail_chroma
 
 # Images with more pixels are refused before decoding (decompression bombs): checked per call by
 # open_image from the header, so threads may decode with different limits at once.
@@ -31,6 +32,7 @@ DEFAULT_MAX_PIXELS = 150_000_000
 # well below 2; sepia-toned prints are around 8-15.
 COLOUR_CHROMA_THRESHOLD = 4.0
 _STRIP_PIXELS = 1 << 21  # rows are converted in strips of about 2 MP to bound memory
+_DECODE_STRIP_PIXELS = 1 << 20  # rows of Pillow's image copied into a pixel tensor at a time (bounds the temporary bytes)
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
@@ -89,26 +91,6 @@ def image_metadata(image: Image.Image) -> ImageMetadata:
         tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
         high_depth=image.mode in _HIGH_DEPTH_MODES,
     )
-
-
-@dataclass
-class LoadedImage:
-    """A photo ready for colorization: its own full-resolution lightness, plus what to restore."""
-
-    path: Path | None
-    lightness: torch.Tensor  # (1, H, W) float32, CIE L in [0, 100]
-    alpha: np.ndarray | None = None  # (H, W) uint8, put back on output
-    was_colour: bool = False
-    metadata: ImageMetadata = field(default_factory=ImageMetadata)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height), as Pillow says it."""
-        return self.lightness.shape[-1], self.lightness.shape[-2]
-
-    @property
-    def icc_profile(self) -> bytes | None:
-        return self.metadata.icc_profile
 
 
 def _describe(path: Path | str | None) -> str:
@@ -299,10 +281,6 @@ def mean_chroma(image: Image.Image, thumbnail: int = 128) -> float:
     return float(lab[1:].pow(2).sum(0).sqrt().mean())
 
 
-def is_colour(image: Image.Image) -> bool:
-    return image.mode == "RGB" and mean_chroma(image) > COLOUR_CHROMA_THRESHOLD
-
-
 PhotoLike = Union[str, Path, Image.Image, np.ndarray]
 
 
@@ -335,18 +313,88 @@ def _image_from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    image = open_image(path, max_pixels=max_pixels)
-    return loaded_from_pil(image, path=Path(path))
+@dataclass
+class DecodedPhoto:
+    """A photo ready for colorization, as decoded: what the batch pipeline, ``sample-diverse`` and
+    the Python API hand around.
+
+    ``pixels`` is uint8 (H, W, C), C = 1 (grey) or 3 (sRGB), rows as Pillow decoded them (in
+    pinned memory when bound for a GPU); for 16-bit and float sources it is instead the float32
+    CIE L plane (H, W, 1), computed on the CPU by :func:`lightness_of`, and the colorization
+    comes out 16 bits per channel. The pipeline computes the lightness on the model's device;
+    :attr:`lightness` is the same plane on the pixels' device.
+    """
+
+    path: Path | None
+    pixels: torch.Tensor
+    alpha: np.ndarray | None = None
+    was_colour: bool = False
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    frames: int = 1  # an animated GIF/TIFF/WebP: only the first frame is colorized
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as Pillow says it."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def icc_profile(self) -> bytes | None:
+        return self.metadata.icc_profile
+
+    @functools.cached_property
+    def lightness(self) -> torch.Tensor:
+        """The full-size CIE L (1, H, W) float32 in 0..100 (computed once, on first use)."""
+        if self.pixels.dtype == torch.uint8:
+            return lightness_from_pixels(self.pixels)
+        return self.pixels.permute(2, 0, 1).float()
 
 
-def loaded_from_pil(image: Image.Image, path: Path | None = None) -> LoadedImage:
+def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_memory: bool = False) -> DecodedPhoto:
+    """Decode one file (EXIF orientation applied) or raise :class:`~recolor.imageio.ImageReadError`."""
+    return photo_from_pil(open_image(path, max_pixels=max_pixels), Path(path), pin_memory=pin_memory)
+
+
+def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
     metadata = image_metadata(image)
+    frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
-        raise ImageReadError(f"{_describe(path)}: image has no pixels")
-    colour = is_colour(base)
-    return LoadedImage(path=path, lightness=lightness_of(image_to_array(base)), alpha=alpha, was_colour=colour, metadata=metadata)
+        raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
+    colour = looks_colour(base)
+    if base.mode in ("L", "RGB"):
+        pixels = _pixels_of(base, pin_memory)
+    else:  # 16-bit or float: keep the precision, the plane is computed here once
+        pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
+        if pin_memory:
+            pixels = pixels.pin_memory()
+    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata, frames=frames)
+
+
+def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
+    """Pillow's 8-bit rows copied into one (H, W, C) tensor a strip at a time.
+
+    ``np.asarray(image)`` would first build a full ``bytes`` copy (twice the image, transiently,
+    for a 24-megapixel scan) and then a read-only array that torch cannot wrap without warning.
+    """
+    channels = 3 if image.mode == "RGB" else 1
+    out = torch.empty((image.height, image.width, channels), dtype=torch.uint8, pin_memory=pin_memory)
+    target = out.numpy()
+    rows = max(1, _DECODE_STRIP_PIXELS // image.width)
+    for top in range(0, image.height, rows):
+        bottom = min(image.height, top + rows)
+        target[top:bottom] = np.asarray(image.crop((0, top, image.width, bottom))).reshape(bottom - top, image.width, channels)
+    return out
+
+
+def looks_colour(image: Image.Image) -> bool:
+    """Whether a decoded image is a colour photo (its mean Lab chroma above the threshold). A big image is box-reduced first
+    instead of copied whole, and the chroma is computed by :func:`thumbnail_chroma`."""
+    if image.mode != "RGB":
+        return False
+    factor = min(image.size) // 512
+    probe = image.reduce(factor) if factor > 1 else image.copy()
+    probe.thumbnail((128, 128))
+    return thumbnail_chroma(np.asarray(probe)) > COLOUR_CHROMA_THRESHOLD
 
 
 def extension_format(extension: str) -> str:

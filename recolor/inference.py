@@ -5,17 +5,16 @@ predicts is upsampled smoothly (bilinear) to the photo's size and joined to the 
 full-resolution lightness, so the output has exactly the input's size, lightness and sharpness.
 The join runs in row strips so memory stays bounded for very large scans.
 
-Two ways in: ``colorize_loaded`` takes :class:`~recolor.imageio.LoadedImage` (a full-size float
-lightness made on the CPU); ``colorize_photos`` takes :class:`DecodedPhoto` (the photo's 8-bit
-pixels as decoded) and does every per-pixel step on the model's device: lightness by table
-look-up, the resize to the model's input, and the join. The batch pipeline of
-:mod:`recolor.pipeline` (``recolor colorize``) uses the second.
+``colorize_photos`` takes :class:`~recolor.imageio.DecodedPhoto` (the photo's 8-bit pixels as
+decoded) and does every per-pixel step on the model's device: lightness by table look-up, the
+resize to the model's input, and the join. The batch pipeline of :mod:`recolor.pipeline`
+(``recolor colorize``), ``Colorizer.colorize`` and ``recolor evaluate`` all go through it.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -31,14 +30,11 @@ from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-e
     STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, output_to_ab, rgb_from_xyz_matrix, thumbnail_chroma,
 )
 from .imageio import (
-    COLOUR_CHROMA_THRESHOLD, DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageMetadata, ImageReadError, LoadedImage, PhotoLike, as_pil_image,
-    image_metadata, image_to_array, lightness_of, open_image, split_alpha, to_8_bits,
+    DecodedPhoto, PhotoLike, as_pil_image, photo_from_pil, to_8_bits,
 )
 from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
 
-# rows of Pillow's image copied into the pixel tensor at a time (bounds the temporary bytes)
-_DECODE_STRIP_PIXELS = 1 << 20
 
 
 def input_size(config: dict, generator: torch.nn.Module, requested: int | None) -> int:
@@ -71,81 +67,6 @@ class ColorizeResult:
         if self.alpha is not None:
             image.putalpha(Image.fromarray(self.alpha, mode="L"))
         return image
-
-
-@dataclass
-class DecodedPhoto:
-    """A photo as decoded, before any per-pixel work: what the batch pipeline hands around.
-
-    ``pixels`` is uint8 (H, W, C), C = 1 (grey) or 3 (sRGB), rows as Pillow decoded them (in
-    pinned memory when bound for a GPU); for 16-bit and float sources it is instead the float32
-    CIE L plane (H, W, 1), computed on the CPU by :func:`recolor.imageio.lightness_of`, and
-    the colorization comes out 16 bits per channel.
-    """
-
-    path: Path | None
-    pixels: torch.Tensor
-    alpha: np.ndarray | None = None
-    was_colour: bool = False
-    metadata: ImageMetadata = field(default_factory=ImageMetadata)
-    frames: int = 1  # an animated GIF/TIFF/WebP: only the first frame is colorized
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height), as Pillow says it."""
-        return self.pixels.shape[1], self.pixels.shape[0]
-
-    @property
-    def icc_profile(self) -> bytes | None:
-        return self.metadata.icc_profile
-
-
-def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_memory: bool = False) -> DecodedPhoto:
-    """Decode one file (EXIF orientation applied) or raise :class:`~recolor.imageio.ImageReadError`."""
-    return photo_from_pil(open_image(path, max_pixels=max_pixels), Path(path), pin_memory=pin_memory)
-
-
-def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
-    metadata = image_metadata(image)
-    frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
-    base, alpha = split_alpha(image)
-    if base.width == 0 or base.height == 0:
-        raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
-    colour = _looks_colour(base)
-    if base.mode in ("L", "RGB"):
-        pixels = _pixels_of(base, pin_memory)
-    else:  # 16-bit or float: keep the precision, the plane is computed here once
-        pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
-        if pin_memory:
-            pixels = pixels.pin_memory()
-    return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata, frames=frames)
-
-
-def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
-    """Pillow's 8-bit rows copied into one (H, W, C) tensor a strip at a time.
-
-    ``np.asarray(image)`` would first build a full ``bytes`` copy (twice the image, transiently,
-    for a 24-megapixel scan) and then a read-only array that torch cannot wrap without warning.
-    """
-    channels = 3 if image.mode == "RGB" else 1
-    out = torch.empty((image.height, image.width, channels), dtype=torch.uint8, pin_memory=pin_memory)
-    target = out.numpy()
-    rows = max(1, _DECODE_STRIP_PIXELS // image.width)
-    for top in range(0, image.height, rows):
-        bottom = min(image.height, top + rows)
-        target[top:bottom] = np.asarray(image.crop((0, top, image.width, bottom))).reshape(bottom - top, image.width, channels)
-    return out
-
-
-def _looks_colour(image: Image.Image) -> bool:
-    """:func:`recolor.imageio.is_colour`, for decoding threads: a big image is box-reduced first
-    instead of copied whole, and the chroma is computed by :func:`thumbnail_chroma`."""
-    if image.mode != "RGB":
-        return False
-    factor = min(image.size) // 512
-    probe = image.reduce(factor) if factor > 1 else image.copy()
-    probe.thumbnail((128, 128))
-    return thumbnail_chroma(np.asarray(probe)) > COLOUR_CHROMA_THRESHOLD
 
 
 class Colorizer:
@@ -217,10 +138,6 @@ class Colorizer:
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
 
-    def model_input(self, image: LoadedImage) -> torch.Tensor:
-        """The photo's lightness resized (antialiased) to the model's square input, normalised."""
-        return self.input_from_lightness(image.lightness)
-
     def input_from_lightness(self, lightness: torch.Tensor) -> torch.Tensor:
         """Full-size L (1, H, W) in 0..100, on any device -> normalised (1, s, s) on the same device."""
         small = F.interpolate(lightness[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
@@ -251,12 +168,6 @@ class Colorizer:
             lightness[index] = None  # the full-size plane can go as soon as it is joined
             outputs.append(out)
         return outputs, ready
-
-    def colorize_loaded(self, images: Sequence[LoadedImage]) -> list[ColorizeResult]:
-        if not images:
-            return []
-        ab_small = self.predict_ab(torch.stack([self.model_input(image) for image in images]))
-        return [ColorizeResult(join_lightness(image.lightness, ab, self.device), image.alpha, image.was_colour) for image, ab in zip(images, ab_small)]
 
     def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8) -> Image.Image | list[Image.Image]:
         """Colorize a photo (a path, a PIL image or a numpy array: see :func:`recolor.imageio.as_pil_image`)

@@ -37,7 +37,8 @@ import torch
 from PIL import Image
 
 from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, file_problem, save_image
-from .inference import Colorizer, DecodedPhoto, NonFiniteOutputError, decode_photo
+from .imageio import DecodedPhoto, decode_photo
+from .inference import Colorizer, NonFiniteOutputError
 from .planning import ColorizeJob  # the job type is the planner's (recolor.planning.plan_colorize); re-exported
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000

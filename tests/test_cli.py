@@ -7,7 +7,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from recolor.cli import app
-from recolor.imageio import load_image
+from recolor.imageio import decode_photo
 
 runner = CliRunner()
 
@@ -23,7 +23,7 @@ def test_colorize_one_file_keeps_size_and_lightness(tmp_path, grey_photo_path, t
     written = out / "astronaut_grey.png"
     with Image.open(written) as image:
         assert image.size == (512, 512) and image.mode == "RGB"
-    d_lightness = (load_image(written).lightness - load_image(grey_photo_path).lightness).abs().mean()
+    d_lightness = (decode_photo(written).lightness - decode_photo(grey_photo_path).lightness).abs().mean()
     assert d_lightness < 1.0
     assert "1 colorized, 0 skipped, 0 failed" in result.output
 

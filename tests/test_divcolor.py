@@ -13,7 +13,7 @@ from recolor.cli import app
 from recolor.data import ColorPhotoDataset
 from recolor.diverse import kmeans
 from recolor.evaluate import EvalSettings, evaluate
-from recolor.imageio import load_image
+from recolor.imageio import decode_photo
 from recolor.losses import kl_divergence_normal
 from recolor.metrics import error_of_best, per_pixel_variance
 from recolor.registry import get_model_spec
@@ -259,7 +259,7 @@ def test_cli_writes_k_different_full_size_colorizations_and_a_sheet(tmp_path, ti
         with Image.open(path) as image:
             assert image.size == (150, 100) and image.mode == "RGB"
             pictures.append(np.asarray(image).astype(np.int16))
-        assert (load_image(path).lightness - load_image(photo_path).lightness).abs().mean() < 1.0
+        assert (decode_photo(path).lightness - decode_photo(photo_path).lightness).abs().mean() < 1.0
     assert all(np.abs(pictures[i] - pictures[j]).mean() > 0 for i in range(5) for j in range(i + 1, 5))
     with Image.open(out / "coffee_sheet.png") as sheet:
         assert sheet.width > 6 * 100 and sheet.height > 100  # input + 5 tiles of 100 px height, labels below

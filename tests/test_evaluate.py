@@ -139,7 +139,7 @@ def test_missing_requirements_exit_2_with_what_to_pass(tiny_photo_folder, tiny_c
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
-    monkeypatch.setattr("recolor.inference.weights_dirs", lambda: [])  # a checkout without shipped weights
+    monkeypatch.setattr("recolor.checkpoint.weights_dirs", lambda: [])  # a checkout without shipped weights
     base = ["evaluate", "--data", str(tiny_photo_folder), "--model", str(tiny_checkpoint), "--size", "32", "--limit", "2", "-q"]
     cases = [
         (["evaluate", "--model", str(tiny_checkpoint)], "pass --data DIR"),

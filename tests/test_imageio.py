@@ -4,12 +4,12 @@ from PIL import Image
 from skimage import color as skcolor
 
 from recolor.imageio import (
-    ImageReadError, list_image_files, load_image, open_image, output_format, save_image,
+    ImageReadError, list_image_files, decode_photo, open_image, output_format, save_image,
 )
 
 
 def test_grey_jpeg_lightness_matches_skimage(grey_photo_path):
-    loaded = load_image(grey_photo_path)
+    loaded = decode_photo(grey_photo_path)
     grey = np.asarray(Image.open(grey_photo_path)).astype(np.float64) / 255
     expected = skcolor.rgb2lab(np.stack([grey] * 3, axis=-1))[..., 0]
     assert loaded.size == (512, 512)
@@ -20,7 +20,7 @@ def test_grey_jpeg_lightness_matches_skimage(grey_photo_path):
 def test_colour_input_is_flagged_and_uses_its_lightness(tmp_path, photos):
     path = tmp_path / "colour.png"
     Image.fromarray(photos["coffee"]).save(path)
-    loaded = load_image(path)
+    loaded = decode_photo(path)
     assert loaded.was_colour
     expected = skcolor.rgb2lab(photos["coffee"] / 255.0)[..., 0]
     assert np.abs(loaded.lightness[0].numpy() - expected).max() < 1e-3
@@ -34,7 +34,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     path = tmp_path / "rotated.jpg"
     image.save(path, exif=exif, quality=100)
-    loaded = load_image(path)
+    loaded = decode_photo(path)
     assert loaded.size == (20, 40)  # width and height swapped
     top, bottom = loaded.lightness[0, :20].mean(), loaded.lightness[0, 20:].mean()
     assert top > 90 and bottom < 10  # after a clockwise turn the white half is on top
@@ -50,7 +50,7 @@ def test_alpha_is_kept(tmp_path, mode):
         image = Image.merge("LA", (grey, Image.fromarray(alpha)))
     path = tmp_path / f"alpha_{mode}.png"
     image.save(path)
-    loaded = load_image(path)
+    loaded = decode_photo(path)
     assert loaded.alpha is not None
     assert np.array_equal(loaded.alpha, alpha)
 
@@ -61,7 +61,7 @@ def test_palette_transparency_becomes_alpha(tmp_path):
     image.putpalette([v for i in range(256) for v in (i * 16 % 256,) * 3])
     path = tmp_path / "palette_transparent.png"
     image.save(path, transparency=0)
-    loaded = load_image(path)
+    loaded = decode_photo(path)
     assert loaded.alpha is not None
     assert np.array_equal(loaded.alpha, np.where(indices == 0, 0, 255))
 
@@ -73,11 +73,11 @@ def test_palette_cmyk_16bit_and_bilevel_inputs(tmp_path):
     Image.fromarray((ramp.astype(np.uint16) * 257)).save(tmp_path / "sixteen.png")
     Image.fromarray(ramp > 127).save(tmp_path / "bilevel.png")
     for name in ("palette.png", "cmyk.jpg", "sixteen.png", "bilevel.png"):
-        loaded = load_image(tmp_path / name)
+        loaded = decode_photo(tmp_path / name)
         assert loaded.size == (32, 8), name
         row = loaded.lightness[0, 4]
         assert row[-1] > row[0] + 80, name  # dark on the left, light on the right
-    sixteen = load_image(tmp_path / "sixteen.png")
+    sixteen = decode_photo(tmp_path / "sixteen.png")
     assert sixteen.lightness.max() > 99  # 65535 is white, not clipped garbage
     assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
 
@@ -94,11 +94,11 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, photos):
     for name, payload in cases.items():
         (tmp_path / name).write_bytes(payload)
         with pytest.raises(ImageReadError) as info:
-            load_image(tmp_path / name)
+            decode_photo(tmp_path / name)
         message = str(info.value)
         assert name in message and "\n" not in message
     with pytest.raises(ImageReadError, match="no such file"):
-        load_image(tmp_path / "missing.png")
+        decode_photo(tmp_path / "missing.png")
 
 
 def test_decompression_bomb_is_refused(tmp_path):

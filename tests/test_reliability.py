@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import corpus
 from recolor.checkpoint import CheckpointError, load_checkpoint, load_optimizer_states, save_checkpoint, save_optimizer_states
 from recolor.cli import app
-from recolor.imageio import ImageReadError, list_image_files, load_image, save_image
+from recolor.imageio import ImageReadError, list_image_files, decode_photo, save_image
 from recolor.inference import Colorizer
 from recolor.registry import get_model_spec, list_models
 
@@ -80,7 +80,7 @@ def test_a_nan_pixel_in_a_float_tiff_keeps_the_photos_lightness(tmp_path, tiny_p
     out = tmp_path / "out"
     result = cli("colorize", source, "-o", out, "--format", "png", "--model", tiny_pix2pix_checkpoint, "-q")
     clean_exit(result, 0)
-    lightness = load_image(out / "ramp.png").lightness[0]
+    lightness = decode_photo(out / "ramp.png").lightness[0]
     # the ramp's own lightness (about 50 to 90), not the all-black picture one NaN used to give
     assert lightness.mean() > 40 and lightness[:, -1].mean() > lightness[:, 0].mean() + 20
 
@@ -443,20 +443,20 @@ def test_permission_denied_is_not_called_corrupt(tmp_path, photos, monkeypatch):
         access = os.access
         monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == path else access(p, mode, *a, **k))
     with pytest.raises(ImageReadError, match="locked.jpg: permission denied"):
-        load_image(path)
+        decode_photo(path)
 
 
 @pytest.mark.skipif(shutil.which("gs") is not None, reason="Ghostscript is installed")
 def test_a_missing_ghostscript_is_not_called_corrupt(tmp_path):
     with pytest.raises(ImageReadError, match="needs Ghostscript"):
-        load_image(corpus.eps_file(tmp_path / "figure.eps"))
+        decode_photo(corpus.eps_file(tmp_path / "figure.eps"))
 
 
 def test_pillow_warnings_do_not_leak(tmp_path):
     path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        load_image(path)
+        decode_photo(path)
     assert [str(w.message) for w in caught] == []
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..imageio import LoadedImage
+from ..imageio import DecodedPhoto
 from .photos import parse_prediction_option, prediction_index
 from .settings import EvalSettings, EvaluationError
 
@@ -79,10 +79,14 @@ def row_name(model: str, spec_name: str) -> str:
     return label if spec_name in label else f"{spec_name} ({label})"
 
 
-def colorize_batch(colorizer, lightness: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (B, 3, S, S) for L (B, 1, S, S) in 0..100, exactly as `recolor colorize` makes it."""
-    loaded = [LoadedImage(path=None, lightness=l.contiguous(), was_colour=True) for l in lightness]
-    return torch.stack([torch.from_numpy(result.rgb).permute(2, 0, 1) for result in colorizer.colorize_loaded(loaded)])
+def colorize_batch(colorizer, truth_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (B, 3, S, S) for the colour photos (B, 3, S, S) uint8, exactly as `recolor colorize`
+    makes it from each photo's file (it keeps the photo's lightness and replaces its colour)."""
+    photos = [DecodedPhoto(path=None, pixels=rgb.permute(1, 2, 0).contiguous(), was_colour=True) for rgb in truth_u8]
+    outputs, ready = colorizer.colorize_photos(photos)
+    if ready is not None:
+        ready.synchronize()
+    return torch.stack([rgb.permute(2, 0, 1) for rgb in outputs])
 
 
 def join_samples(lightness: torch.Tensor, samples_ab: torch.Tensor) -> torch.Tensor:
@@ -95,7 +99,7 @@ def join_samples(lightness: torch.Tensor, samples_ab: torch.Tensor) -> torch.Ten
     ])
 
 
-def contender_outputs(contenders: list[Contender], lightness: torch.Tensor, predicted: dict[str, list[np.ndarray]]) -> dict[str, torch.Tensor]:
-    """uint8 RGB (B, 3, S, S) of every contender for one batch: models colorize L, folders give their crops."""
-    return {contender.name: colorize_batch(contender.colorizer, lightness) if contender.colorizer is not None
+def contender_outputs(contenders: list[Contender], truth_u8: torch.Tensor, predicted: dict[str, list[np.ndarray]]) -> dict[str, torch.Tensor]:
+    """uint8 RGB (B, 3, S, S) of every contender for one batch: models colorize the photos, folders give their crops."""
+    return {contender.name: colorize_batch(contender.colorizer, truth_u8) if contender.colorizer is not None
             else torch.from_numpy(np.stack(predicted[contender.name])) for contender in contenders}
