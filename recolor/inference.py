@@ -27,7 +27,7 @@ from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs  # noqa: F401 (re-exported)
 from .pretrained import Pretrained, checked_model, load_pretrained, network_from_checkpoint  # noqa: F401 (checked_model re-exported)
 from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-exported)
-    STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, output_to_ab, rgb_from_xyz_matrix, thumbnail_chroma,
+    STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, rgb_from_xyz_matrix, thumbnail_chroma,
 )
 from .imageio import (
     DecodedPhoto, PhotoLike, as_pil_image, photo_from_pil, to_8_bits,
@@ -134,7 +134,7 @@ class Colorizer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            ab = output_to_ab(self._forward(x), self.spec.output).float()
+            ab = self.spec.predict_ab(self._forward, x).float()
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
 

@@ -24,6 +24,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .color import output_to_ab
+
 Config = dict[str, Any]
 
 
@@ -80,6 +82,13 @@ class ModelSpec:
         same way; its training keys are left out (inference needs none, and does not load the
         recipes that know them)."""
         return _merged(self.name, copy.deepcopy(self.architecture), stored or {}, strict=False)
+
+    def predict_ab(self, network: Callable[[torch.Tensor], torch.Tensor], lightness: torch.Tensor) -> torch.Tensor:
+        """Normalised float ab of ``network`` (this model's generator, or its compiled forward) for
+        normalised L (B, 1, s, s), at the network's own output resolution (divcolor's 64x64 field is
+        smaller than its input). Inference and training both predict through here; each adds its
+        own device, precision and resizing around it."""
+        return output_to_ab(network(lightness), self.output)
 
     def check_image_size(self, config: Config) -> None:
         """ValueError, before any work, when the network cannot take ``image_size`` x ``image_size``

@@ -238,14 +238,6 @@ class DivColorRecipe(Recipe):
         trainer_state = checkpoint.extra.get("trainer", {})
         self.feature_source = {"path": str(path), "steps": checkpoint.extra.get("trained_steps", trainer_state.get("step"))}
 
-    def predict_ab(self, lightness: torch.Tensor) -> torch.Tensor:
-        """The top component's 64x64 field, upsampled to the input's size (validation compares there)."""
-        with self.autocast():
-            ab = self.generator(lightness).float()
-        if ab.shape[-2:] != lightness.shape[-2:]:
-            ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
-        return ab
-
     def decoder_losses(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         statistics = self.networks["statistics"]
         return {

@@ -13,9 +13,9 @@ from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..color import output_to_ab as to_ab  # noqa: F401 (re-exported)
 from ..registry import Config, ModelSpec
 
 Batch = dict[str, torch.Tensor]
@@ -60,9 +60,12 @@ class Recipe:
         return self.networks["generator"]
 
     def predict_ab(self, lightness: torch.Tensor) -> torch.Tensor:
-        """Normalised ab for normalised L, as used by validation, samples and inference."""
+        """Normalised ab for normalised L at the input's size (validation and samples compare there)."""
         with self.autocast():
-            return to_ab(self.generator(lightness), self.spec.output)
+            ab = self.spec.predict_ab(self.generator, lightness).float()
+        if ab.shape[-2:] != lightness.shape[-2:]:
+            ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
+        return ab
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
