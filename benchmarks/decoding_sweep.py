@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--prior-size", type=int, default=192)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--size", type=int, help="the model's input size at inference (default: the file's image_size)")
+    parser.add_argument("--eval-size", type=int, help="recolor evaluate's crop side (its --size; default: min(256, the smallest photo side))")
     parser.add_argument("--write", nargs=2, metavar=("T:BOOST", "PATH"), help="only write the weights with this setting to PATH")
     args = parser.parse_args()
     prior = training_prior(args.prior_data, args.prior_size) if args.prior_data else None
@@ -78,6 +79,8 @@ def main() -> None:
             command += ["--model", str(with_decoding(args.weights, *parse_setting(setting), Path(folder) / f"{name}.safetensors", prior, args.size))]
         if args.limit:
             command += ["--limit", str(args.limit)]
+        if args.eval_size:
+            command += ["--size", str(args.eval_size)]
         subprocess.run(command, check=True)
 
 
