@@ -127,9 +127,9 @@ class DiverseSampler:
         for a list of photos."""
         self.check(k, method)
         photos = list(photo) if isinstance(photo, (list, tuple)) else [photo]
-        loaded = [photo_from_pil(as_pil_image(item)) for item in photos]
+        decoded = [photo_from_pil(as_pil_image(item)) for item in photos]
         pictures = [[ColorizeResult(rgb, result.alpha, result.was_colour).to_pil() for rgb in result.images]
-                     for result in self.sample_photos(loaded, k, method, seed)]
+                     for result in self.sample_photos(decoded, k, method, seed)]
         return pictures if isinstance(photo, (list, tuple)) else pictures[0]
 
 
@@ -376,19 +376,19 @@ def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "
     job's own, completed), each failure one line naming its file, never an exception."""
     from .imageio import ImageReadError, decode_photo
 
-    records, loaded, pending = [], [], []
+    records, decoded, pending = [], [], []
     for job in jobs:
         try:
-            loaded.append(decode_photo(job.source))
+            decoded.append(decode_photo(job.source))
             pending.append(job)
         except ImageReadError as exc:
             records.append(job.record | {"status": "error", "error": str(exc)})
     try:
-        results = sampler.sample_photos(loaded, k, method, seed)
+        results = sampler.sample_photos(decoded, k, method, seed)
     except (RuntimeError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return records + [job.record | {"status": "error", "error": f"{job.record['input']}: sampling failed ({message})"} for job in pending]
-    for image, result, job in zip(loaded, results, pending):
+    for image, result, job in zip(decoded, results, pending):
         try:
             save_diverse(result, image, job.outputs, job.sheet, title=f"{Path(job.record['input']).name}: {sampler.name}, {method}, seed {seed}")
             records.append(job.record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})

@@ -359,7 +359,7 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
     frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
     base, alpha = split_alpha(image)
     if base.width == 0 or base.height == 0:
-        raise ImageReadError(f"{path if path is not None else '<image>'}: image has no pixels")
+        raise ImageReadError(f"{_describe(path)}: image has no pixels")
     colour = looks_colour(base)
     if base.mode in ("L", "RGB"):
         pixels = _pixels_of(base, pin_memory)
@@ -387,8 +387,9 @@ def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
 
 
 def looks_colour(image: Image.Image) -> bool:
-    """Whether a decoded image is a colour photo (its mean Lab chroma above the threshold). A big image is box-reduced first
-    instead of copied whole, and the chroma is computed by :func:`thumbnail_chroma`."""
+    """Whether a decoded image is a colour photo: its mean Lab chroma (:func:`mean_chroma`'s figure)
+    above the threshold. A big image is box-reduced first instead of copied whole, and the chroma
+    is computed by :func:`thumbnail_chroma`, so that decoding threads do not hold the GIL long."""
     if image.mode != "RGB":
         return False
     factor = min(image.size) // 512
