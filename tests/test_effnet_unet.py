@@ -194,3 +194,29 @@ def test_imagenet_judge_classifies_a_cat(photos):
     rgb = torch.from_numpy(photos["chelsea"]).permute(2, 0, 1)[None].float() / 255
     top5 = judge.probabilities(rgb)[0].topk(5).indices.tolist()
     assert set(top5) & {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+
+
+def test_semantic_term_is_zero_for_the_true_colours_and_trains_the_decoder(photos, tiny_photo_folder):
+    """The class-distribution term: no divergence when the colorization is the photo itself, some
+    when its colour is taken away, and a step with it moves the decoder (never the classifier)."""
+    from recolor.training.efficientnet_unet import semantic_divergence
+    from recolor.training.loop import lab_batch
+
+    config = get_model_spec("effnet-unet").config({**TINY, "semantic_weight": 0.5, "semantic_size": 64})
+    recipe = build_recipe("effnet-unet", config, torch.device("cpu"))
+    recipe.prepare(ColorPhotoDataset(tiny_photo_folder, size=64))
+    judge = recipe.semantic_judge
+    assert judge is not None and not any(p.requires_grad for p in judge.parameters())
+    rgb = torch.from_numpy(np.stack([photos["chelsea"][:256, :256], photos["coffee"][:256, :256]])).permute(0, 3, 1, 2)
+    batch = lab_batch(rgb, torch.device("cpu"), channels_last=False)
+    lightness, ab = batch["L"], batch["ab"]
+    assert float(semantic_divergence(judge, lightness, ab, ab, 128)) == pytest.approx(0.0, abs=1e-5)
+    assert float(semantic_divergence(judge, lightness, torch.zeros_like(ab), ab, 128)) > 0.01
+
+    judge_before = [p.detach().clone() for p in judge.parameters()]
+    head_before = recipe.generator.output.weight.detach().clone()
+    logs = recipe.train_step(lab_batch(next(iter(torch.utils.data.DataLoader(ColorPhotoDataset(tiny_photo_folder, size=64), batch_size=4)))["rgb"],
+                                       torch.device("cpu"), channels_last=False))
+    assert logs["semantic"] > 0 and {"ce", "recon"} <= set(logs)
+    assert not torch.equal(head_before, recipe.generator.output.weight)
+    assert all(torch.equal(a, b) for a, b in zip(judge_before, judge.parameters()))

@@ -19,6 +19,15 @@ encoder_lr=2e-5``.
 * "l1+colourfulness": L1 + ``colourfulness_weight`` x how far each prediction's Hasler-Suesstrunk
   colourfulness falls short of its ground truth's (/100), the idea of DDColor's colourfulness loss
   (DDColor penalises 1 - M/100 outright; the shortfall cannot push past the true colourfulness).
+
+``semantic_weight`` > 0 adds, to any loss, a class-distribution term in the spirit of ChromaGAN's
+(Vitoria et al. 2020, their KL to VGG-16's class distribution): the KL divergence from a frozen
+ImageNet classifier's prediction on the real photo to its prediction on the colorization (decoded
+as at inference, differentiably), both at ``semantic_size`` px. It asks for the colours that keep
+an object recognisable, which per-pixel losses do not see. Departures: ChromaGAN's generator
+predicts the class itself; here the colorized photo goes through the classifier. The classifier is
+``semantic_classifier`` (default: lite0, the encoder's own network, so that the ImageNet judge of
+``recolor evaluate``, EfficientNet-Lite2, stays a network the model was not trained to please).
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ from ..ab_bins import bin_histogram, gamut_bin_centres, rebalancing_weights, sof
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..losses import gan_discriminator_loss, gan_generator_loss
 from ..metrics import colourfulness
-from ..networks.efficientnet_weights import load_encoder_weights
+from ..networks.efficientnet_weights import PACKAGE_CLASSES, imagenet_classifier, load_encoder_weights
 from ..networks.patchgan import PatchDiscriminator
 from ..registry import Config, ModelSpec, attach_recipe
 from .distributed import unwrap
@@ -53,6 +62,21 @@ def training_bin_counts(dataset: torch.utils.data.Dataset, centres: torch.Tensor
     return counts
 
 
+def classifier_input(lightness: torch.Tensor, ab: torch.Tensor, size: int) -> torch.Tensor:
+    """The photo as the EfficientNet-Lite classifiers take it: sRGB at size x size, mean 0.5, std 0.5."""
+    rgb = F.interpolate(lab_normalized_to_rgb(lightness, ab).clamp(0, 1), size=(size, size), mode="area")
+    return (rgb - 0.5) / 0.5
+
+
+def semantic_divergence(classifier: torch.nn.Module, lightness: torch.Tensor, fake: torch.Tensor,
+                        ab: torch.Tensor, size: int) -> torch.Tensor:
+    """KL(p_real || p_fake) of the classifier's class distributions, averaged over the batch."""
+    with torch.no_grad():
+        real = F.log_softmax(classifier(classifier_input(lightness, ab.float(), size)).float(), dim=1)
+    colorized = F.log_softmax(classifier(classifier_input(lightness, fake, size)).float(), dim=1)
+    return F.kl_div(colorized, real, log_target=True, reduction="batchmean")
+
+
 class EffNetUNetRecipe(Recipe):
     data_statistics = ("bin_log_weights",)  # the colour prior of this run's photos (the decoding's colour boost)
 
@@ -60,6 +84,8 @@ class EffNetUNetRecipe(Recipe):
         super().__init__(spec, config, device)
         if config["loss"] not in LOSSES:
             raise ValueError(f"unknown loss '{config['loss']}' (one of {', '.join(LOSSES)})")
+        if config["semantic_classifier"] not in PACKAGE_CLASSES:
+            raise ValueError(f"unknown semantic_classifier '{config['semantic_classifier']}' (one of {', '.join(PACKAGE_CLASSES)})")
         self.loss = config["loss"]
         generator = self.networks["generator"] = spec.build(config)
         self.encoder_frozen = float(config["encoder_lr"]) == 0
@@ -75,11 +101,15 @@ class EffNetUNetRecipe(Recipe):
         self.bin_centres = gamut_bin_centres(device)
         self.bin_weights: torch.Tensor | None = None
         self.encoder_init = "from checkpoint"
+        self.semantic_judge: torch.nn.Module | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def prepare(self, dataset: torch.utils.data.Dataset) -> None:
         generator = unwrap(self.generator)
         self.encoder_init = load_encoder_weights(generator.encoder, self.config["encoder"], self.config["encoder_weights"])
+        if self.config["semantic_weight"] > 0:
+            # not one of self.networks: frozen, never saved, rebuilt from the installed weights
+            self.semantic_judge = imagenet_classifier(self.config["semantic_classifier"]).to(self.device).requires_grad_(False)
         if self.loss != "ce":
             return
         counts = training_bin_counts(dataset, self.bin_centres.cpu())
@@ -101,15 +131,23 @@ class EffNetUNetRecipe(Recipe):
         network = unwrap(self.generator)
         if self.loss == "ce":
             target = soft_encode(F.interpolate(ab.float(), size=output.shape[-2:], mode="area"), self.bin_centres)
-            loss = weighted_soft_cross_entropy(output, target, self.bin_weights)
-            with torch.no_grad():
-                recon = F.l1_loss(network.to_ab(output.detach(), ab.shape[-2:]), ab)
+            ce = weighted_soft_cross_entropy(output, target, self.bin_weights)
+            logs = {"ce": ce.item()}
+            if self.semantic_judge is None:
+                with torch.no_grad():
+                    recon = F.l1_loss(network.to_ab(output.detach(), ab.shape[-2:]), ab)
+                self.optimize("generator", ce)
+                return {**logs, "recon": recon.item()}
+            fake = network.to_ab(output, ab.shape[-2:])
+            loss = ce + self.semantic_term(lightness, fake, ab, logs)
             self.optimize("generator", loss)
-            return {"ce": loss.item(), "recon": recon.item()}
+            return {**logs, "recon": F.l1_loss(fake.detach(), ab.float()).item()}
         fake = network.to_ab(output, ab.shape[-2:])
         recon = F.l1_loss(fake, ab.float())
-        logs: dict[str, float] = {}
+        logs = {}
         loss = recon
+        if self.semantic_judge is not None:
+            loss = loss + self.semantic_term(lightness, fake, ab, logs)
         if self.loss == "l1+colourfulness":
             shortfall = self.colourfulness_shortfall(lightness, fake, ab)
             loss = recon + self.config["colourfulness_weight"] * shortfall
@@ -122,6 +160,12 @@ class EffNetUNetRecipe(Recipe):
             logs["g_gan"] = g_gan.item()
         self.optimize("generator", loss)
         return {**logs, "recon": recon.item()}
+
+    def semantic_term(self, lightness: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor, logs: dict[str, float]) -> torch.Tensor:
+        """``semantic_weight`` x KL(classifier(real photo) || classifier(colorization)); logs the KL."""
+        gap = semantic_divergence(self.semantic_judge, lightness, fake, ab, self.config["semantic_size"])
+        logs["semantic"] = gap.item()
+        return self.config["semantic_weight"] * gap
 
     @staticmethod
     def colourfulness_shortfall(lightness: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -158,6 +202,9 @@ attach_recipe("effnet-unet", EffNetUNetRecipe, {
     "betas": [0.9, 0.99],
     "batch_size": 16,
     "colourfulness_weight": 1.0,
+    "semantic_weight": 0.0,
+    "semantic_classifier": "lite0",
+    "semantic_size": 128,
     "l1_lambda": 100.0,
     "ndf": 64,
     "d_layers": 3,
