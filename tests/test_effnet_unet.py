@@ -205,7 +205,7 @@ def test_semantic_term_is_zero_for_the_true_colours_and_trains_the_decoder(photo
     config = get_model_spec("effnet-unet").config({**TINY, "semantic_weight": 0.5, "semantic_size": 64})
     recipe = build_recipe("effnet-unet", config, torch.device("cpu"))
     recipe.prepare(ColorPhotoDataset(tiny_photo_folder, size=64))
-    judge = recipe.semantic_judge
+    judge = recipe.semantic_classifier
     assert judge is not None and not any(p.requires_grad for p in judge.parameters())
     rgb = torch.from_numpy(np.stack([photos["chelsea"][:256, :256], photos["coffee"][:256, :256]])).permute(0, 3, 1, 2)
     batch = lab_batch(rgb, torch.device("cpu"), channels_last=False)
@@ -220,3 +220,23 @@ def test_semantic_term_is_zero_for_the_true_colours_and_trains_the_decoder(photo
     assert logs["semantic"] > 0 and {"ce", "recon"} <= set(logs)
     assert not torch.equal(head_before, recipe.generator.output.weight)
     assert all(torch.equal(a, b) for a, b in zip(judge_before, judge.parameters()))
+
+
+@pytest.mark.parametrize("loss", ["ce", "l1", "l1+gan", "l1+colourfulness"])
+def test_semantic_term_changes_the_step_of_every_loss(tiny_photo_folder, loss):
+    """The term is added to whichever loss is chosen: the same step without it moves the decoder otherwise."""
+    from recolor.training.loop import lab_batch
+
+    batch = lab_batch(next(iter(torch.utils.data.DataLoader(ColorPhotoDataset(tiny_photo_folder, size=64), batch_size=4)))["rgb"],
+                      torch.device("cpu"), channels_last=False)
+    decoders = {}
+    for weight in (0.0, 5.0):
+        torch.manual_seed(0)
+        config = get_model_spec("effnet-unet").config({**TINY, "loss": loss, "semantic_weight": weight, "semantic_size": 64})
+        recipe = build_recipe("effnet-unet", config, torch.device("cpu"))
+        recipe.prepare(ColorPhotoDataset(tiny_photo_folder, size=64))
+        torch.manual_seed(1)
+        logs = recipe.train_step(batch)
+        assert ("semantic" in logs) == (weight > 0) and "recon" in logs
+        decoders[weight] = torch.cat([p.detach().flatten() for name, p in recipe.generator.named_parameters() if not name.startswith("encoder.")])
+    assert not torch.allclose(decoders[0.0], decoders[5.0])

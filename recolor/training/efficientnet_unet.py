@@ -101,7 +101,7 @@ class EffNetUNetRecipe(Recipe):
         self.bin_centres = gamut_bin_centres(device)
         self.bin_weights: torch.Tensor | None = None
         self.encoder_init = "from checkpoint"
-        self.semantic_judge: torch.nn.Module | None = None
+        self.semantic_classifier: torch.nn.Module | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def prepare(self, dataset: torch.utils.data.Dataset) -> None:
@@ -109,7 +109,7 @@ class EffNetUNetRecipe(Recipe):
         self.encoder_init = load_encoder_weights(generator.encoder, self.config["encoder"], self.config["encoder_weights"])
         if self.config["semantic_weight"] > 0:
             # not one of self.networks: frozen, never saved, rebuilt from the installed weights
-            self.semantic_judge = imagenet_classifier(self.config["semantic_classifier"]).to(self.device).requires_grad_(False)
+            self.semantic_classifier = imagenet_classifier(self.config["semantic_classifier"]).to(self.device).requires_grad_(False)
         if self.loss != "ce":
             return
         counts = training_bin_counts(dataset, self.bin_centres.cpu())
@@ -128,42 +128,38 @@ class EffNetUNetRecipe(Recipe):
         lightness, ab = batch["L"], batch["ab"]
         with self.autocast():
             output = self.quarter_output(lightness)
+        loss, fake, logs = self.colour_loss(lightness, ab, output)
+        if self.semantic_classifier is not None:
+            loss = loss + self.semantic_term(lightness, fake, ab, logs)
+        self.optimize("generator", loss)
+        return logs
+
+    def colour_loss(self, lightness: torch.Tensor, ab: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The loss ``loss`` names, the decoded ab (differentiable where a term needs it) and the figures to log."""
         network = unwrap(self.generator)
         if self.loss == "ce":
             target = soft_encode(F.interpolate(ab.float(), size=output.shape[-2:], mode="area"), self.bin_centres)
             ce = weighted_soft_cross_entropy(output, target, self.bin_weights)
-            logs = {"ce": ce.item()}
-            if self.semantic_judge is None:
-                with torch.no_grad():
-                    recon = F.l1_loss(network.to_ab(output.detach(), ab.shape[-2:]), ab)
-                self.optimize("generator", ce)
-                return {**logs, "recon": recon.item()}
-            fake = network.to_ab(output, ab.shape[-2:])
-            loss = ce + self.semantic_term(lightness, fake, ab, logs)
-            self.optimize("generator", loss)
-            return {**logs, "recon": F.l1_loss(fake.detach(), ab.float()).item()}
+            with torch.set_grad_enabled(self.semantic_classifier is not None):  # the decoding only feeds the semantic term
+                fake = network.to_ab(output, ab.shape[-2:])
+            return ce, fake, {"ce": ce.item(), "recon": F.l1_loss(fake.detach(), ab.float()).item()}
         fake = network.to_ab(output, ab.shape[-2:])
         recon = F.l1_loss(fake, ab.float())
-        logs = {}
-        loss = recon
-        if self.semantic_judge is not None:
-            loss = loss + self.semantic_term(lightness, fake, ab, logs)
+        logs = {"recon": recon.item()}
         if self.loss == "l1+colourfulness":
             shortfall = self.colourfulness_shortfall(lightness, fake, ab)
-            loss = recon + self.config["colourfulness_weight"] * shortfall
-            logs["colour_gap"] = shortfall.item()
-        elif self.loss == "l1+gan":
+            return recon + self.config["colourfulness_weight"] * shortfall, fake, {"colour_gap": shortfall.item(), **logs}
+        if self.loss == "l1+gan":
             logs.update(self.critic_step(lightness, ab, fake))
             with self.frozen(self.networks["discriminator"]), self.autocast():
                 g_gan = gan_generator_loss(self.networks["discriminator"](lightness, fake))
-            loss = g_gan + self.config["l1_lambda"] * recon
             logs["g_gan"] = g_gan.item()
-        self.optimize("generator", loss)
-        return {**logs, "recon": recon.item()}
+            return g_gan + self.config["l1_lambda"] * recon, fake, logs
+        return recon, fake, logs
 
     def semantic_term(self, lightness: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor, logs: dict[str, float]) -> torch.Tensor:
         """``semantic_weight`` x KL(classifier(real photo) || classifier(colorization)); logs the KL."""
-        gap = semantic_divergence(self.semantic_judge, lightness, fake, ab, self.config["semantic_size"])
+        gap = semantic_divergence(self.semantic_classifier, lightness, fake, ab, self.config["semantic_size"])
         logs["semantic"] = gap.item()
         return self.config["semantic_weight"] * gap
 
