@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recolor.classifiers import load_classifier  # noqa: E402
-from recolor.color import rgb_to_lab  # noqa: E402
+from recolor import metrics  # noqa: E402
+from recolor.color import rgb_to_lab_normalized  # noqa: E402
 from recolor.evaluation.accumulators import paired_difference  # noqa: E402
 from recolor.evaluation.contenders import colorize_batch  # noqa: E402
 from recolor.evaluation.judges import imagenet_labels_from_names  # noqa: E402
@@ -40,7 +41,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 
 def crops(folder: Path, size: int, limit: int | None) -> tuple[torch.Tensor, list]:
-    """evaluate's crops (uint8, N x H x W x 3) of the colour photos of ``folder``, and the photos kept."""
+    """evaluate's crops (uint8, N x 3 x S x S) of the colour photos of ``folder``, and the photos kept."""
     photos = find_photos(folder, limit, 0)
     cropped = read_chunk(list(enumerate(photos)), {}, size, Skipped())
     return torch.from_numpy(np.stack(cropped.truths)), [photo for _, photo in cropped.kept]
@@ -51,14 +52,10 @@ def colorized(model: str, truth_u8: torch.Tensor) -> torch.Tensor:
     return torch.cat([colorize_batch(colorizer, truth_u8[i : i + 16]) for i in range(0, len(truth_u8), 16)]).float() / 255
 
 
-def ab_l1_per_photo(truth_u8: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-    truth_ab = rgb_to_lab(truth_u8.float() / 255)[:, 1:]
-    return ((rgb_to_lab(rgb)[:, 1:] - truth_ab).abs().mean(dim=(1, 2, 3)) / 110).double()
-
-
 def compare_on_val(models: list[str], size: int) -> None:
     truth, photos = crops(DATA / "photos" / "val", size, None)
-    errors = {model: ab_l1_per_photo(truth, colorized(model, truth)) for model in models}
+    truth_ab = rgb_to_lab_normalized(truth.float() / 255)[1]
+    errors = {model: metrics.ab_l1(rgb_to_lab_normalized(colorized(model, truth))[1], truth_ab).double() for model in models}
     reference = models[0]
     print(f"photos/val, {len(photos)} photos at {size} px: {reference} ab-L1 {errors[reference].mean():.4f}")
     for model in models[1:]:
