@@ -1,6 +1,8 @@
 """The EfficientNet-Lite U-Net (the shipped default): ImageNet weights, ab bins, training, judge."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -220,6 +222,20 @@ def test_semantic_term_is_zero_for_the_true_colours_and_trains_the_decoder(photo
     assert logs["semantic"] > 0 and {"ce", "recon"} <= set(logs)
     assert not torch.equal(head_before, recipe.generator.output.weight)
     assert all(torch.equal(a, b) for a, b in zip(judge_before, judge.parameters()))
+
+
+def test_semantic_term_goes_on_in_a_resumed_run(tmp_path, tiny_photo_folder):
+    """A resumed run skips the recipe's prepare(): the term must not vanish with it."""
+    config = get_model_spec("effnet-unet").config({**TINY, "semantic_weight": 0.5, "semantic_size": 64})
+    data = ColorPhotoDataset(tiny_photo_folder, size=64)
+    for max_steps, resume in ((2, False), (4, True)):
+        settings = TrainSettings(out_dir=tmp_path / "run", epochs=10, max_steps=max_steps, batch_size=4, workers=0, progress=False,
+                                 log_every=1, precision="fp32")
+        Trainer(build_recipe("effnet-unet", config, torch.device("cpu")), data, None, settings).fit(resume=resume)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [record for record in records if "ce" in record]
+    assert [record["step"] for record in steps] == [1, 2, 3, 4]
+    assert all(record["semantic"] > 0 for record in steps)
 
 
 @pytest.mark.parametrize("loss", ["ce", "l1", "l1+gan", "l1+colourfulness"])

@@ -84,6 +84,8 @@ def test_short_training_run_lowers_the_l1_loss(tmp_path, tiny_photo_folder):
     first = sum(r["recon"] for r in log[:5]) / 5
     last = sum(r["recon"] for r in log[-5:]) / 5
     assert result["steps"] == 60 and last < 0.8 * first
+    seconds = [r["seconds"] for r in log]  # wall time since the fit began, for throughput from the log
+    assert seconds[0] > 0 and all(b >= a for a, b in zip(seconds, seconds[1:])) and seconds[-1] <= result["seconds"]
     assert (tmp_path / "run" / "samples" / "epoch_020.png").is_file()
     exported = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert exported.kind == "weights" and exported.config["ngf"] == 8

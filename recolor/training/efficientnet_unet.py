@@ -102,14 +102,15 @@ class EffNetUNetRecipe(Recipe):
         self.bin_weights: torch.Tensor | None = None
         self.encoder_init = "from checkpoint"
         self.semantic_classifier: torch.nn.Module | None = None
+        if config["semantic_weight"] > 0:
+            # built here, not in prepare(), which a resumed run skips; frozen, never saved (not one
+            # of self.networks), rebuilt from the installed ImageNet weights
+            self.semantic_classifier = imagenet_classifier(config["semantic_classifier"]).to(device).requires_grad_(False)
 
     # --- set-up ---------------------------------------------------------------------------
     def prepare(self, dataset: torch.utils.data.Dataset) -> None:
         generator = unwrap(self.generator)
         self.encoder_init = load_encoder_weights(generator.encoder, self.config["encoder"], self.config["encoder_weights"])
-        if self.config["semantic_weight"] > 0:
-            # not one of self.networks: frozen, never saved, rebuilt from the installed weights
-            self.semantic_classifier = imagenet_classifier(self.config["semantic_classifier"]).to(self.device).requires_grad_(False)
         if self.loss != "ce":
             return
         counts = training_bin_counts(dataset, self.bin_centres.cpu())

@@ -162,7 +162,7 @@ class Trainer:
         total_steps = settings.epochs * self.steps_per_epoch
         if settings.max_steps is not None:
             total_steps = min(total_steps, settings.max_steps)
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         self.images_seen = 0
         self._deadline = None if settings.max_minutes is None else started + 60 * settings.max_minutes
         last_val: dict[str, float] = {}
@@ -210,7 +210,9 @@ class Trainer:
             losses = self._train_step(batch, total_steps)
             progress.update(task, completed=self.step, losses="  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if self.step % settings.log_every == 0 or self.step == 1:
-                self.log({"step": self.step, "epoch": self.epoch, **losses, "lr": self.schedule.current()})
+                # seconds: wall time since this process began fitting (a resumed run counts from its restart)
+                seconds = round(time.perf_counter() - self._started, 3)
+                self.log({"step": self.step, "epoch": self.epoch, **losses, "lr": self.schedule.current(), "seconds": seconds})
             if self.step % settings.save_every == 0:
                 self.save()
             if self.step >= total_steps or self._out_of_time():
