@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: the machine, test photos, the model, child processes.
+"""Shared pieces of the benchmark scripts: the machine, test photos, the model, child processes,
+and evaluate's crops colorized and judged in batches.
 
 Peak memory is the peak resident set size of a fresh child process that runs one scenario
 (``ru_maxrss``), so that scenarios do not inherit each other's peaks.
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +91,24 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(column, "")) for column in columns) + " |")
     return "\n".join(lines)
+
+
+def evaluation_crops(photos: list, size: int) -> tuple[torch.Tensor, list]:
+    """The crops of ``photos`` (``find_photos``'s list) that ``recolor evaluate`` scores (uint8,
+    N x 3 x S x S; unreadable and near-greyscale photos left out), and each one's (position, photo)."""
+    from recolor.evaluation.photos import Skipped, read_chunk
+
+    cropped = read_chunk(list(enumerate(photos)), {}, size, Skipped())
+    return torch.from_numpy(np.stack(cropped.truths)), cropped.kept
+
+
+def colorized_crops(colorizer, truth_u8: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """float RGB in [0, 1] of the crops as `recolor colorize` makes them, ``batch`` crops at a time."""
+    from recolor.evaluation.contenders import colorize_batch
+
+    return torch.cat([colorize_batch(colorizer, truth_u8[i : i + batch]) for i in range(0, len(truth_u8), batch)]).float() / 255
+
+
+def top1_classes(judge, rgb: torch.Tensor, batch: int = 25) -> torch.Tensor:
+    """The judge's likeliest class of each image (float RGB in [0, 1]), ``batch`` images at a time."""
+    return torch.cat([judge.probabilities(rgb[i : i + batch]) for i in range(0, len(rgb), batch)]).argmax(dim=-1)

@@ -22,42 +22,30 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recolor.classifiers import load_classifier  # noqa: E402
 from recolor import metrics  # noqa: E402
 from recolor.color import rgb_to_lab_normalized  # noqa: E402
 from recolor.evaluation.accumulators import paired_difference  # noqa: E402
-from recolor.evaluation.contenders import colorize_batch  # noqa: E402
 from recolor.evaluation.judges import imagenet_labels_from_names  # noqa: E402
-from recolor.evaluation.photos import Skipped, find_photos, read_chunk  # noqa: E402
+from recolor.evaluation.photos import find_photos  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
+from common import colorized_crops, evaluation_crops, top1_classes  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
-def crops(folder: Path, size: int, limit: int | None) -> tuple[torch.Tensor, list]:
-    """evaluate's crops (uint8, N x 3 x S x S) of the colour photos of ``folder``, and the photos kept."""
-    photos = find_photos(folder, limit, 0)
-    cropped = read_chunk(list(enumerate(photos)), {}, size, Skipped())
-    return torch.from_numpy(np.stack(cropped.truths)), [photo for _, photo in cropped.kept]
-
-
-def colorized(model: str, truth_u8: torch.Tensor) -> torch.Tensor:
-    colorizer = Colorizer.load(model)
-    return torch.cat([colorize_batch(colorizer, truth_u8[i : i + 16]) for i in range(0, len(truth_u8), 16)]).float() / 255
-
-
 def compare_on_val(models: list[str], size: int) -> None:
-    truth, photos = crops(DATA / "photos" / "val", size, None)
+    truth, kept = evaluation_crops(find_photos(DATA / "photos" / "val", None, 0), size)
     truth_ab = rgb_to_lab_normalized(truth.float() / 255)[1]
-    errors = {model: metrics.ab_l1(rgb_to_lab_normalized(colorized(model, truth))[1], truth_ab).double() for model in models}
+    errors = {model: metrics.ab_l1(rgb_to_lab_normalized(colorized_crops(Colorizer.load(model), truth))[1], truth_ab).double() for model in models}
     reference = models[0]
-    print(f"photos/val, {len(photos)} photos at {size} px: {reference} ab-L1 {errors[reference].mean():.4f}")
+    print(f"photos/val, {len(kept)} photos at {size} px: {reference} ab-L1 {errors[reference].mean():.4f}")
     for model in models[1:]:
         mean, error = paired_difference(errors[model], errors[reference])
         difference = errors[model] - errors[reference]
@@ -67,14 +55,13 @@ def compare_on_val(models: list[str], size: int) -> None:
 
 def compare_on_judge(models: list[str], limit: int | None) -> None:
     folder = DATA / "photos-extra" / "imagenet-sample"
-    truth, photos = crops(folder, 200, limit)
+    truth, kept = evaluation_crops(find_photos(folder, limit, 0), 200)
+    photos = [photo for _, photo in kept]
     labels = torch.tensor(imagenet_labels_from_names(photos, folder))
     judge = load_classifier("efficientnet-lite2")
     right = {}
     for model in models:
-        rgb = colorized(model, truth)
-        predicted = torch.cat([judge.probabilities(rgb[i : i + 25]) for i in range(0, len(rgb), 25)]).argmax(dim=-1)
-        right[model] = predicted == labels
+        right[model] = top1_classes(judge, colorized_crops(Colorizer.load(model), truth)) == labels
     reference = models[0]
     print(f"imagenet-sample, {len(photos)} photos at 200 px, judged by efficientnet-lite2: {reference} top-1 {right[reference].float().mean():.4f}")
     for model in models[1:]:

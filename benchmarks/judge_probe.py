@@ -19,19 +19,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recolor.classifiers import load_classifier  # noqa: E402
 from recolor.color import lab_to_rgb, rgb_to_lab  # noqa: E402
-from recolor.evaluation.contenders import colorize_batch  # noqa: E402
 from recolor.evaluation.judges import imagenet_labels_from_names  # noqa: E402
-from recolor.evaluation.photos import Skipped, find_photos, read_chunk  # noqa: E402
+from recolor.evaluation.photos import find_photos  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
+from common import colorized_crops, evaluation_crops, top1_classes  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "photos-extra" / "imagenet-sample"
 
@@ -84,18 +84,15 @@ def main() -> None:
     labels = imagenet_labels_from_names(photos, args.data)
     if labels is None:
         sys.exit(f"{args.data}: the photos are not named by ImageNet WNIDs (or imagenet1k-classes.tsv is missing)")
-    # the photos and crops recolor evaluate scores (unreadable and near-greyscale originals left out)
-    cropped = read_chunk(list(enumerate(photos)), {}, args.size, Skipped())
-    truth_u8 = torch.from_numpy(np.stack(cropped.truths))
-    labels = torch.tensor([labels[position] for position, _ in cropped.kept])
+    truth_u8, kept = evaluation_crops(photos, args.size)
+    labels = torch.tensor([labels[position] for position, _ in kept])
     rgb = truth_u8.float() / 255
-    colorizer = Colorizer.load(args.model)
-    model_rgb = torch.cat([colorize_batch(colorizer, truth_u8[i : i + 16]) for i in range(0, len(truth_u8), 16)]).float() / 255
+    model_rgb = colorized_crops(Colorizer.load(args.model), truth_u8)
     judge = load_classifier(args.classifier)
-    print(f"{len(cropped.kept)} of {len(photos)} photos of {args.data} at {args.size} px, judged by {args.classifier}; model {args.model}")
+    print(f"{len(kept)} of {len(photos)} photos of {args.data} at {args.size} px, judged by {args.classifier}; model {args.model}")
     predictions = {}
     for name, images in variants(rgb, model_rgb).items():
-        predictions[name] = torch.cat([judge.probabilities(images[i : i + 25]) for i in range(0, len(images), 25)]).argmax(dim=-1)
+        predictions[name] = top1_classes(judge, images)
         accuracy = (predictions[name] == labels).float().mean()
         print(f"  {name:38s} top-1 {accuracy:.3f}", flush=True)
     grey_right, model_right = predictions["grey"] == labels, predictions["model"] == labels
