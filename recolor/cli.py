@@ -261,6 +261,7 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
     decay_epochs: Annotated[int, typer.Option("--decay-epochs", min=0, help="Learning rates fall linearly to zero over the last N of --epochs (pix2pix's n_epochs_decay); 0: constant.")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
+    min_chroma: Annotated[Optional[float], typer.Option("--min-chroma", min=0.0, help="Skip training photos whose mean Lab chroma (64 px thumbnail) is below this: faded, sepia and near-grey photos teach grey. Default 4 (only near-greyscale); validation keeps every photo.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (a fresh run when it has none). May change: --lr, --epochs, --decay-epochs, --max-steps, --max-minutes, --ema, --swa-from-epoch; refused: --set, --size, --batch-size, --encoder-weights, --seed.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Validate and export the exponential moving average of the generator's weights with this decay (e.g. 0.999); 0: off.")] = 0.0,
@@ -273,6 +274,8 @@ def train(
     import torch
 
     from .checkpoint import CheckpointError
+    from .data import NoUsablePhotos
+    from .imageio import COLOUR_CHROMA_THRESHOLD
     from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from .registry import get_model_spec
     from .training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
@@ -284,7 +287,7 @@ def train(
         config = training_config(spec, overrides, out, resume, init_from)
         spec.check_image_size(config)
         torch.manual_seed(seed)
-        train_data, val_data = training_datasets(spec, config, data, val)
+        train_data, val_data = training_datasets(spec, config, data, val, min_chroma=min_chroma)
         for note in skipped_files_notes(train_data, val_data):
             err().print(f"note: {shown(note)}", highlight=False)
         dist = distributed_context(device)
@@ -301,6 +304,9 @@ def train(
             end_distributed(dist)
     except TrainingDiverged as exc:  # not bad usage: exit 1, the last good checkpoint stays
         fail(str(exc), 1)
+    except NoUsablePhotos:  # raised in a DataLoader worker, whose re-raise wraps the message in a traceback
+        threshold = COLOUR_CHROMA_THRESHOLD if min_chroma is None else min_chroma
+        fail(f"{data}: no usable colour photo: every photo is unreadable or its mean chroma is below {threshold:g} (--min-chroma)", 1)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good

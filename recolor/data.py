@@ -19,6 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 from .imageio import COLOUR_CHROMA_THRESHOLD, ImageReadError, list_image_files, mean_chroma, open_image, probe_image
 
 
+class NoUsablePhotos(RuntimeError):
+    """Every photo of a training folder is unreadable or below the dataset's chroma threshold
+    (found only when a batch is drawn: the check is lazy)."""
+
+
 def readable_photos(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """(readable, unreadable): each file's header is probed (not decoded), so that a text file
     named .jpg is left out when the data is listed, not met by a DataLoader worker."""
@@ -110,7 +115,7 @@ class ColorPhotoDataset(Dataset):
             crop = self._crop(image, rng)
             rgb = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
             return {"rgb": rgb, "label": self.label_of(self.files[candidate])}
-        raise RuntimeError(f"{self.root}: no usable colour photo (all are unreadable or near-greyscale)")
+        raise NoUsablePhotos(f"{self.root}: no usable colour photo (all are unreadable or below mean chroma {self.min_chroma:g})")
 
 
 class EpochIndex(int):

@@ -400,19 +400,23 @@ def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
         raise UsageError(f"--resume continues {out} with its own config ({has}): drop {given}, or train into a new --out")
 
 
-def training_dataset(spec, config: dict, folder: Path, train: bool = True):
+def training_dataset(spec, config: dict, folder: Path, train: bool = True, min_chroma: float | None = None):
     """The dataset a model trains (``train``) or validates on: its recipe's own when it has one,
-    else colour photos at the config's ``image_size``."""
+    else colour photos at the config's ``image_size``; photos whose mean chroma is below
+    ``min_chroma`` are skipped (None: the data module's near-greyscale threshold)."""
     if hasattr(spec.recipe, "dataset"):
         return spec.recipe.dataset(folder, config, train=train)
     from .data import ColorPhotoDataset
 
-    return ColorPhotoDataset(folder, size=config["image_size"], train=train)
+    chroma = {} if min_chroma is None else {"min_chroma": min_chroma}
+    return ColorPhotoDataset(folder, size=config["image_size"], train=train, **chroma)
 
 
-def training_datasets(spec, config: dict, data: Path, val: Path | None = None) -> tuple[Any, Any]:
-    """(training set, validation set or None) for `recolor train --data DATA [--val VAL]`."""
-    return training_dataset(spec, config, data, train=True), None if val is None else training_dataset(spec, config, val, train=False)
+def training_datasets(spec, config: dict, data: Path, val: Path | None = None, min_chroma: float | None = None) -> tuple[Any, Any]:
+    """(training set, validation set or None) for `recolor train --data DATA [--val VAL]`.
+    ``min_chroma`` applies to the training photos only: validation measures every photo."""
+    train_data = training_dataset(spec, config, data, train=True, min_chroma=min_chroma)
+    return train_data, None if val is None else training_dataset(spec, config, val, train=False)
 
 
 def skipped_files_notes(*datasets) -> list[str]:

@@ -251,6 +251,28 @@ def test_train_on_a_folder_without_photos_says_so_in_one_line(tmp_path):
         assert "no readable photo" in result.output and "2 unreadable files skipped" in result.output
 
 
+def faded(photo: np.ndarray, chroma: float) -> Image.Image:
+    """``photo`` blended towards its grey version until its mean chroma is about ``chroma``."""
+    from recolor.imageio import mean_chroma
+
+    colour = Image.fromarray(photo)
+    grey = colour.convert("L").convert("RGB")
+    return Image.blend(grey, colour, chroma / mean_chroma(colour, thumbnail=64))
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_train_on_photos_all_below_min_chroma_says_so_in_one_line(tmp_path, photos, workers):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("astronaut", "coffee"):
+        faded(photos[name], 8.0).resize((64, 64)).save(data / f"{name}.png")
+    arguments = ["--model", "pix2pix", "--data", data, "--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "2", "--max-steps", "1", "--workers", workers]
+    assert train(*arguments, "--out", tmp_path / "kept").exit_code == 0  # above the default threshold: trained on
+    result = train(*arguments, "--out", tmp_path / "run", "--min-chroma", "12")
+    assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "no usable colour photo" in result.output and "below 12 (--min-chroma)" in result.output
+
+
 def test_train_resume_refuses_options_that_would_change_the_run(tmp_path, tiny_photo_folder):
     small = ["--model", "pix2pix", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "4", "--max-steps", "1"]
     out = tmp_path / "run"

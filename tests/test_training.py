@@ -55,6 +55,31 @@ def test_dataset_crops_flips_and_skips_greyscale(tmp_path, tiny_photo_folder):
     assert (first[0].float() - first[1].float()).abs().mean() > 1
 
 
+def test_min_chroma_leaves_faded_photos_out_of_training_but_not_of_validation(tmp_path, tiny_photo_folder):
+    from PIL import Image
+
+    from recolor.imageio import mean_chroma
+    from recolor.planning import training_datasets
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    colour = Image.open(tiny_photo_folder / "class_a" / "img_01.png").convert("RGB")
+    grey = colour.convert("L").convert("RGB")
+    Image.blend(grey, colour, 0.5).save(mixed / "a_faded.png")  # half the chroma: a faded print
+    colour.save(mixed / "b_colour.png")
+    faded_chroma = mean_chroma(Image.open(mixed / "a_faded.png"), thumbnail=64)
+    assert 4 < faded_chroma < mean_chroma(colour, thumbnail=64) - 2
+    spec = get_model_spec("pix2pix")
+    config = spec.config({"image_size": 32})
+    train_data, val_data = training_datasets(spec, config, mixed, mixed, min_chroma=faded_chroma + 1)
+    train_data.train = False  # centre crops, to compare the photos returned
+    assert torch.equal(train_data[0]["rgb"], train_data[1]["rgb"])  # the faded photo gave way to the colour one
+    assert not torch.equal(val_data[0]["rgb"], val_data[1]["rgb"])  # validation measures every photo
+    default, _ = training_datasets(spec, config, mixed)
+    default.train = False
+    assert not torch.equal(default[0]["rgb"], default[1]["rgb"])  # the default only skips near-greyscale
+
+
 def test_epoch_sampler_is_deterministic_resumable_and_split_by_rank():
     sampler = EpochSampler(10, seed=3)
     sampler.epoch = 2
