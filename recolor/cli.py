@@ -275,7 +275,6 @@ def train(
 
     from .checkpoint import CheckpointError
     from .data import NoUsablePhotos
-    from .imageio import COLOUR_CHROMA_THRESHOLD
     from .planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from .registry import get_model_spec
     from .training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
@@ -305,8 +304,7 @@ def train(
     except TrainingDiverged as exc:  # not bad usage: exit 1, the last good checkpoint stays
         fail(str(exc), 1)
     except NoUsablePhotos:  # raised in a DataLoader worker, whose re-raise wraps the message in a traceback
-        threshold = COLOUR_CHROMA_THRESHOLD if min_chroma is None else min_chroma
-        fail(f"{data}: no usable colour photo: every photo is unreadable or its mean chroma is below {threshold:g} (--min-chroma)", 1)
+        fail(f"{data}: no usable colour photo: every photo is unreadable or its mean chroma is below {train_data.min_chroma:g} (--min-chroma)", 1)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good

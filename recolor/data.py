@@ -53,7 +53,7 @@ class ColorPhotoDataset(Dataset):
         scale: tuple[float, float] = (1.0, 1.25),
         flip: bool = True,
         skip_grey: bool = True,
-        min_chroma: float = COLOUR_CHROMA_THRESHOLD,
+        min_chroma: float | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -64,7 +64,9 @@ class ColorPhotoDataset(Dataset):
             raise FileNotFoundError(f"{self.root}: no readable photo in this folder{skipped}")
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in self.files if len(p.relative_to(self.root).parts) > 1})
         self.size, self.train, self.scale, self.flip = size, train, scale, flip
-        self.skip_grey, self.min_chroma = skip_grey, min_chroma
+        # None: only near-greyscale photos are skipped (`recolor train --min-chroma` raises it)
+        self.skip_grey = skip_grey
+        self.min_chroma = COLOUR_CHROMA_THRESHOLD if min_chroma is None else min_chroma
         self._rejected: set[int] = set()
 
     def __len__(self) -> int:

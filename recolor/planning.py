@@ -401,15 +401,12 @@ def check_resume_options(out: Path, stored: dict, overrides: dict) -> None:
 
 
 def training_dataset(spec, config: dict, folder: Path, train: bool = True, min_chroma: float | None = None):
-    """The dataset a model trains (``train``) or validates on: its recipe's own when it has one,
-    else colour photos at the config's ``image_size``; photos whose mean chroma is below
-    ``min_chroma`` are skipped (None: the data module's near-greyscale threshold)."""
-    if hasattr(spec.recipe, "dataset"):
-        return spec.recipe.dataset(folder, config, train=train)
+    """The dataset a model trains (``train``) or validates on: colour photos at the config's
+    ``image_size``; photos whose mean chroma is below ``min_chroma`` are skipped (None: the data
+    module's near-greyscale threshold)."""
     from .data import ColorPhotoDataset
 
-    chroma = {} if min_chroma is None else {"min_chroma": min_chroma}
-    return ColorPhotoDataset(folder, size=config["image_size"], train=train, **chroma)
+    return ColorPhotoDataset(folder, size=config["image_size"], train=train, min_chroma=min_chroma)
 
 
 def training_datasets(spec, config: dict, data: Path, val: Path | None = None, min_chroma: float | None = None) -> tuple[Any, Any]:

@@ -72,7 +72,7 @@ def test_diverse_plan_names_k_samples_and_a_sheet_and_keeps_same_named_photos_ap
     assert len(plan_sample_diverse([str(jpg)], out, k=2, fmt="png").jobs) == 1
 
 
-def test_training_dataset_is_the_recipes_own_or_colour_photos(tiny_photo_folder):
+def test_training_dataset_is_colour_photos_at_the_configs_size(tiny_photo_folder):
     from recolor.data import ColorPhotoDataset
     from recolor.registry import get_model_spec
 
