@@ -123,3 +123,22 @@ def test_a_registered_name_wins_over_a_same_named_folder_or_file(tmp_path, monke
     assert find_weights("./resnet18").resolve() == tmp_path / "resnet18"  # a path when written as one
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         find_weights("./pix2pix")
+
+
+def test_loading_builds_for_real_a_network_whose_constructor_makes_an_unstored_tensor():
+    from torch import nn
+
+    from recolor.pretrained import _network_with_weights
+    from recolor.registry import ModelSpec
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.register_buffer("scale", torch.arange(1.0, 3.0), persistent=False)  # meta under a meta build
+
+    spec = ModelSpec(name="scaled", description="", paper="", build=lambda config: Scaled(), architecture={})
+    state = {"linear.weight": torch.full((2, 2), 0.5), "linear.bias": torch.ones(2)}
+    network = _network_with_weights(spec, {}, state)
+    assert torch.equal(network.scale, torch.tensor([1.0, 2.0]))
+    assert torch.equal(network.linear.weight, state["linear.weight"]) and torch.equal(network.linear.bias, state["linear.bias"])
