@@ -56,7 +56,11 @@ def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, Config]:
 
 def network_from_checkpoint(checkpoint: Checkpoint) -> Pretrained:
     """Build the checkpoint's inference network and load its weights (a training checkpoint gives its EMA when it has one)."""
-    spec, config = checked_model(checkpoint)
+    return _checked_network(checkpoint, *checked_model(checkpoint))
+
+
+def _checked_network(checkpoint: Checkpoint, spec: ModelSpec, config: Config) -> Pretrained:
+    """The network of a checkpoint whose model :func:`checked_model` has accepted, with its weights."""
     state = checkpoint.generator_state()
     if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
         raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
@@ -90,8 +94,9 @@ def _network_with_weights(spec: ModelSpec, config: Config, state: dict[str, torc
 def load_pretrained(name_or_path: str | Path) -> Pretrained:
     """A registered model's shipped weights, or a ``.safetensors`` file; KeyError (unknown name) or CheckpointError, one line each."""
     path = find_weights(name_or_path)
-    checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
-    return network_from_checkpoint(load_checkpoint(path))
+    spec, config = checked_model(read_checkpoint_header(path))  # an untrusted file is checked before its tensors are read
+    # not checked again once read: the shapes are the header's, and loading them into the network checks them too
+    return _checked_network(load_checkpoint(path), spec, config)
 
 
 def save_pretrained(path: str | Path, network: nn.Module, model: str, config: Mapping[str, Any],
