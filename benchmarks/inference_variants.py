@@ -17,7 +17,7 @@ paired difference from the plain model (mean ± standard error) and the mean col
     python benchmarks/inference_variants.py [--data ../shared/data/photos/val] [--variants flip aspect] [--limit 100]
 
 Needs ``../shared/data``; prints "skipped" without it. Findings: weights/README.md,
-"Tried and not shipped: inference-time variants".
+"Tried and not shipped: changing how the shipped file is run".
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from recolor import metrics  # noqa: E402
 from recolor.ab_bins import annealed_mean  # noqa: E402
-from recolor.color import lab_normalized_to_rgb, normalize_l, rgb_to_lab_normalized  # noqa: E402
+from recolor.color import lab_normalized_to_rgb, rgb_to_lab_normalized  # noqa: E402
 from recolor.evaluation.accumulators import paired_difference  # noqa: E402
 from recolor.evaluation.photos import find_photos  # noqa: E402
 from recolor.imageio import COLOUR_CHROMA_THRESHOLD, mean_chroma  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     for index, photo in enumerate(photos):
         lightness, truth_ab = rgb_to_lab_normalized(rgb_tensor(photo))
         for variant in variants:
-            ab = predicted_ab(colorizer, normalize_l((lightness + 1) * 50), variant)
+            ab = predicted_ab(colorizer, lightness, variant)
             errors[variant].append(metrics.ab_l1(ab, truth_ab).item())
             colourfulness[variant].append(metrics.colourfulness(lab_normalized_to_rgb(lightness, ab)).item())
         if (index + 1) % 50 == 0:
