@@ -115,3 +115,31 @@ def weighted_soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weig
     if weights is not None:
         loss = loss * weights.to(loss.device)[target.argmax(dim=1)]
     return loss.mean()
+
+
+def distribution_modes(probabilities: torch.Tensor, centres: torch.Tensor, k: int, separation: float = 20.0,
+                       sigma: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``k`` distinct colours of one pixel's bin distribution ``(Q,)``: the peaks of the
+    distribution smoothed by a Gaussian of ``sigma`` Lab units, each at least ``separation`` from
+    the others, every bin's probability given to its nearest peak (so the masses sum to 1, as
+    ideepcolor's suggestions cluster samples of the distribution into a few modes).
+
+    Returns normalised ab ``(m, 2)`` (each the probability-weighted mean of its bins) and their
+    masses ``(m,)``, likeliest first; m <= k."""
+    lab = centres.double() * AB_SCALE
+    p = probabilities.double().clamp_min(0)
+    p = p / p.sum().clamp_min(1e-12)
+    distances = torch.cdist(lab, lab)
+    smoothed = torch.exp(-distances.pow(2) / (2 * sigma**2)) @ p
+    peaks: list[int] = []
+    available = torch.ones_like(smoothed, dtype=torch.bool)
+    while len(peaks) < k and bool(available.any()):
+        peak = int(torch.where(available, smoothed, torch.full_like(smoothed, -1.0)).argmax())
+        peaks.append(peak)
+        available &= distances[peak] >= separation
+    owner = distances[:, peaks].argmin(dim=1)
+    masses = torch.zeros(len(peaks), dtype=torch.float64).index_add_(0, owner, p)
+    sums = torch.zeros(len(peaks), 2, dtype=torch.float64).index_add_(0, owner, p[:, None] * lab)
+    means = torch.where(masses[:, None] > 0, sums / masses.clamp_min(1e-12)[:, None], lab[peaks])
+    order = masses.argsort(descending=True)
+    return (means[order] / AB_SCALE).float(), masses[order].float()

@@ -30,10 +30,12 @@ from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-e
     STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, rgb_from_xyz_matrix, thumbnail_chroma,
 )
 from .imageio import (
-    DecodedPhoto, PhotoLike, as_pil_image, photo_from_pil, to_8_bits,
+    DecodedPhoto, ImageReadError, PhotoLike, as_pil_image, photo_from_pil, to_8_bits,
 )
 from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
+from .ab_bins import distribution_modes
+from .hints import HintPoint, Hints, colour_hex, global_hint_length, local_hint_image, reference_global_hint
 
 
 
@@ -127,16 +129,50 @@ class Colorizer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the network takes a person's points and a reference (:mod:`recolor.hints`)."""
+        return bool(getattr(self.generator, "takes_hints", False))
+
     @torch.no_grad()
-    def predict_ab(self, lightness_small: torch.Tensor) -> torch.Tensor:
-        """Normalised ab (B, 2, s, s) for normalised L (B, 1, s, s) at the model's resolution."""
+    def predict_ab(self, lightness_small: torch.Tensor, hint_inputs: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """Normalised ab (B, 2, s, s) for normalised L (B, 1, s, s) at the model's resolution, with
+        the network's hint inputs (:meth:`hint_inputs`) when there are any."""
         x = lightness_small.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        extra = tuple(tensor.to(self.device) for tensor in hint_inputs)
         with self._autocast():
-            ab = self.spec.predict_ab(self._forward, x).float()
+            ab = self.spec.predict_ab(self._forward, x, extra).float()
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
+
+    def check_hints(self, hints: Hints | None) -> None:
+        if hints is not None and not self.takes_hints:
+            raise ValueError(f"model '{self.name}' takes no hints (points or a reference): the shipped default, {DEFAULT_MODEL}, does")
+
+    def hint_inputs(self, hints: Sequence[Hints | None], photo_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
+        """The network's hint inputs for a batch (local (B, 3, s, s), global (B, G)); () when no
+        photo of the batch has hints (a hint-taking network then sees none)."""
+        if not any(hints):
+            return ()
+        for item, (width, height) in zip(hints, photo_sizes):
+            self.check_hints(item)
+            if item is not None:
+                item.check_inside(width, height)
+        local = torch.stack([local_hint_image(item.points if item else (), size, (self.size, self.size)) for item, size in zip(hints, photo_sizes)])
+        references = [self.reference_hint(item.reference) if item and item.reference is not None else torch.zeros(global_hint_length())
+                      for item in hints]
+        return local, torch.stack(references)
+
+    @staticmethod
+    def reference_hint(reference: PhotoLike) -> torch.Tensor:
+        """A reference photo's colours as the global hint; its own errors (a missing file) as ValueError."""
+        try:
+            image = as_pil_image(reference)
+        except (OSError, ValueError, ImageReadError) as exc:  # a missing, unreadable or bad file
+            raise ValueError(f"reference: {exc}") from None
+        return reference_global_hint(torch.from_numpy(np.array(image.convert("RGB"))))
 
     def input_from_lightness(self, lightness: torch.Tensor) -> torch.Tensor:
         """Full-size L (1, H, W) in 0..100, on any device -> normalised (1, s, s) on the same device."""
@@ -149,9 +185,10 @@ class Colorizer:
         return lightness_from_pixels(pixels) if pixels.dtype == torch.uint8 else pixels.permute(2, 0, 1).float()
 
     @torch.no_grad()
-    def colorize_photos(self, photos: Sequence[DecodedPhoto]) -> tuple[list[torch.Tensor], Any]:
+    def colorize_photos(self, photos: Sequence[DecodedPhoto], hints: Sequence[Hints | None] | None = None) -> tuple[list[torch.Tensor], Any]:
         """Colorize a batch of photos of any sizes: RGB (H, W, 3) host tensors, one per photo, uint8
         (uint16 for the photos decoded at 16 bits or more: their lightness keeps its depth).
+        ``hints``: one :class:`~recolor.hints.Hints` (or None) per photo.
 
         Every per-pixel step runs on the model's device. On CUDA the results are copied back
         without blocking into pinned memory: the second value is an event to ``synchronize()``
@@ -160,7 +197,8 @@ class Colorizer:
         if not photos:
             return [], None
         lightness = [self.photo_lightness(photo) for photo in photos]
-        ab_small = self.predict_ab(torch.stack([self.input_from_lightness(plane) for plane in lightness]))
+        extra = self.hint_inputs(hints or [None] * len(photos), [(plane.shape[-1], plane.shape[-2]) for plane in lightness])
+        ab_small = self.predict_ab(torch.stack([self.input_from_lightness(plane) for plane in lightness]), extra)
         outputs, ready = [], None
         for index, field_small in enumerate(ab_small):
             depth = torch.uint8 if photos[index].pixels.dtype == torch.uint8 else torch.uint16
@@ -169,23 +207,74 @@ class Colorizer:
             outputs.append(out)
         return outputs, ready
 
-    def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8) -> Image.Image | list[Image.Image]:
+    def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8, hints: Sequence | None = None,
+                 reference: PhotoLike | None = None) -> Image.Image | list[Image.Image]:
         """Colorize a photo (a path, a PIL image or a numpy array: see :func:`recolor.imageio.as_pil_image`)
         into a PIL image of the same size (RGBA when it had alpha), or a list of photos into a list
-        of images, ``batch_size`` at a time through the network."""
-        if isinstance(photo, (list, tuple)):
-            return self.colorize_many(photo, batch_size)
-        return self.colorize_many([photo])[0]
+        of images, ``batch_size`` at a time through the network.
 
-    def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8) -> list[Image.Image]:
+        ``hints``: points ``[(x, y, colour), ...]`` in pixels of the upright photo (origin top-left),
+        a colour being ``"#rrggbb"`` or ``(r, g, b)`` of 0-255 integers: only its hue and chroma are
+        used, the lightness stays the photo's. ``reference``: a colour photo whose colours to aim
+        at. Both need a hint-taking model (the default) and go with one photo; for a list, give
+        :meth:`colorize_many` one :class:`~recolor.hints.Hints` per photo.
+        """
+        if isinstance(photo, (list, tuple)):
+            if hints is not None or reference is not None:
+                raise ValueError("hints and reference go with one photo; for a list use colorize_many(photos, hints=[Hints, ...])")
+            return self.colorize_many(photo, batch_size)
+        return self.colorize_many([photo], hints=[Hints.of(hints, reference)])[0]
+
+    def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8, hints: Sequence[Hints | None] | None = None) -> list[Image.Image]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: must be 1 or more")
+        photos = list(photos)
+        hints = list(hints) if hints is not None else [None] * len(photos)
+        if len(hints) != len(photos):
+            raise ValueError(f"{len(hints)} hints for {len(photos)} photos: give one (or None) per photo")
+        for item in hints:
+            self.check_hints(item)
         images = []
-        for batch in iter_batches(photos, batch_size):
+        for start in range(0, len(photos), batch_size):
+            batch = photos[start:start + batch_size]
             decoded = [photo_from_pil(as_pil_image(item), Path(item) if isinstance(item, (str, os.PathLike)) else None) for item in batch]
-            outputs, ready = self.colorize_photos(decoded)
+            outputs, ready = self.colorize_photos(decoded, hints[start:start + batch_size])
             if ready is not None:
                 ready.synchronize()
             images += [ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil() for rgb, photo in zip(outputs, decoded)]
         return images
+
+    @torch.no_grad()
+    def suggest(self, photo: PhotoLike, x: float, y: float, k: int = 5, hints: Sequence | None = None,
+                reference: PhotoLike | None = None) -> list[tuple[str, float]]:
+        """The ``k`` likeliest colours the model sees at pixel (x, y) of the photo, given any hints
+        already placed: ``[("#rrggbb", probability), ...]``, likeliest first, the probabilities
+        summing to 1 (the model's distribution over ab bins at that spot, decoded as colorize
+        decodes it, clustered into its distinct modes as ideepcolor's suggestions are). Each
+        colour carries the photo's lightness at that spot."""
+        if not 1 <= k <= 32:
+            raise ValueError(f"k {k}: must be 1 to 32")
+        to_logits = getattr(self.generator, "quarter_output", None)
+        if to_logits is None or getattr(self.generator, "head", None) != "classification":
+            raise ValueError(f"model '{self.name}' predicts one colour per pixel, not a distribution: no suggestions")
+        decoded = photo_from_pil(as_pil_image(photo))
+        plane = self.photo_lightness(decoded)
+        height, width = plane.shape[-2:]
+        wanted = Hints.of(hints, reference)
+        HintPoint(float(x), float(y), (0, 0, 0)).check_inside(width, height)
+        extra = tuple(t.to(self.device) for t in self.hint_inputs([wanted], [(width, height)]))
+        with self._autocast():
+            logits = to_logits(self.input_from_lightness(plane)[None], *extra).float()
+        logits = logits + self.generator.colour_boost * self.generator.bin_log_weights.view(1, -1, 1, 1)
+        row = min(logits.shape[-2] - 1, int(y / height * logits.shape[-2]))
+        column = min(logits.shape[-1] - 1, int(x / width * logits.shape[-1]))
+        probabilities = torch.softmax(logits[0, :, row, column], dim=0).cpu()
+        modes, masses = distribution_modes(probabilities, self.generator.bin_centres.cpu(), k)
+        top, left = max(0, int(y) - 2), max(0, int(x) - 2)
+        spot_lightness = float(plane[0, top:int(y) + 3, left:int(x) + 3].float().mean())
+        colours = lab_to_srgb_levels(torch.full((1, len(modes)), spot_lightness), denormalize_ab(modes).T[:, None, :],
+                                     rgb_from_xyz_matrix(torch.device("cpu")), 255.0)
+        return [(colour_hex([int(v) for v in colours[0, i].round().tolist()]), float(mass)) for i, mass in enumerate(masses)]
 
 
 def check_finite(ab: torch.Tensor) -> None:

@@ -83,12 +83,14 @@ class ModelSpec:
         recipes that know them)."""
         return _merged(self.name, copy.deepcopy(self.architecture), stored or {}, strict=False)
 
-    def predict_ab(self, network: Callable[[torch.Tensor], torch.Tensor], lightness: torch.Tensor) -> torch.Tensor:
+    def predict_ab(self, network: Callable[..., torch.Tensor], lightness: torch.Tensor,
+                   hint_inputs: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         """Normalised float ab of ``network`` (this model's generator, or its compiled forward) for
         normalised L (B, 1, s, s), at the network's own output resolution (divcolor's 64x64 field is
-        smaller than its input). Inference and training both predict through here; each adds its
-        own device, precision and resizing around it."""
-        return output_to_ab(network(lightness), self.output)
+        smaller than its input). ``hint_inputs``: the extra inputs of a hint-taking network (local
+        and global hints, :mod:`recolor.hints`), passed after the lightness. Inference and training
+        both predict through here; each adds its own device, precision and resizing around it."""
+        return output_to_ab(network(lightness, *hint_inputs), self.output)
 
     def check_image_size(self, config: Config) -> None:
         """ValueError, before any work, when the network cannot take ``image_size`` x ``image_size``

@@ -28,6 +28,14 @@ Where it departs from paper 002, and why:
   from the training photos, stored in the weights file) re-weight the predicted distribution at
   decoding, p'(q) ∝ p(q) w(q)^colour_boost: 0 is the calibrated distribution, 1 the distribution
   a rebalanced training would aim at.
+* Hints ("hints": true; Zhang, Zhu et al. 2017): a person's points (a local hint image: ab and a
+  mask) and a reference's colour distribution (a global hint vector, :mod:`recolor.hints`) enter
+  beside the lightness. The encoder never sees them (it stays the ImageNet network, and its
+  features of a photo can be reused while the hints change); a small hint encoder reads the local
+  hints at 1/4, 1/8 and 1/16 of the input and each decoder stage and the head add its features
+  through 1x1 convolutions that start at zero (ControlNet's zero convolutions), the global hint
+  through a small MLP whose last layers start at zero. So a hint-taking network made from a plain
+  one's weights predicts exactly what the plain one did, with or without hints, until trained.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from torch import nn
 
 from ..ab_bins import annealed_mean, gamut_bin_centres
 from ..color import lab_normalized_to_rgb
+from ..hints import LOCAL_HINT_CHANNELS, global_hint_length
 from ..registry import Config, ModelSpec, register_model
 
 ENCODERS = ("lite0", "lite1", "lite2")
@@ -65,9 +74,59 @@ def grey_encoder_input(lightness: torch.Tensor) -> torch.Tensor:
     return ((grey - 0.5) / 0.5).to(lightness.dtype)
 
 
+def zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A 1x1 convolution that starts at zero: a new input adds nothing until training teaches it to."""
+    conv = nn.Conv2d(in_channels, out_channels, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    linear = nn.Linear(in_features, out_features)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+class HintEncoder(nn.Module):
+    """Local hints (B, 3, H, W) -> features at 1/4, 1/8 and 1/16 of H, W; global hint (B, G) -> a vector."""
+
+    def __init__(self, widths: tuple[int, int, int] = (32, 64, 96), global_width: int = 256) -> None:
+        super().__init__()
+        quarter, eighth, sixteenth = widths
+        # input at 1/4: the hints' mean ab where any hint is, a 0/1 "hinted" mask and the share of the cell hinted
+        self.quarter = nn.Sequential(nn.Conv2d(4, quarter, 3, padding=1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(quarter, quarter, 3, padding=1), nn.ReLU(inplace=True))
+        self.eighth = nn.Sequential(nn.Conv2d(quarter, eighth, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                    nn.Conv2d(eighth, eighth, 3, padding=2, dilation=2), nn.ReLU(inplace=True))
+        self.sixteenth = nn.Sequential(nn.Conv2d(eighth, sixteenth, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(sixteenth, sixteenth, 3, padding=2, dilation=2), nn.ReLU(inplace=True))
+        self.global_mlp = nn.Sequential(nn.Linear(global_hint_length(), global_width), nn.ReLU(inplace=True))
+        self.widths, self.global_width = widths, global_width
+
+    @staticmethod
+    def quarter_input(local_hints: torch.Tensor) -> torch.Tensor:
+        mask = local_hints[:, 2:3]
+        coverage = F.avg_pool2d(mask, 4)
+        ab = F.avg_pool2d(local_hints[:, :2] * mask, 4) / coverage.clamp_min(1e-6)
+        hinted = (coverage > 0).to(ab.dtype)
+        return torch.cat((ab * hinted, hinted, coverage), dim=1)
+
+    def forward(self, local_hints: torch.Tensor, global_hints: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        quarter = self.quarter(self.quarter_input(local_hints))
+        eighth = self.eighth(quarter)
+        return [self.sixteenth(eighth), eighth, quarter], self.global_mlp(global_hints)
+
+
 class EfficientNetUNet(nn.Module):
+    # modules that start at zero: fine-tuning a hint-taking network from a plain one's weights
+    # (`recolor train --init-from ... --set hints=true`) keeps them as built
+    zero_started = ("hint_encoder.", "hint_injections.", "hint_head.", "global_injection.", "global_head.")
+
     def __init__(self, encoder: str = "lite0", decoder_widths: tuple[int, ...] = (160, 96, 64),
-                 head: str = "classification", temperature: float = 0.38, colour_boost: float = 0.0) -> None:
+                 head: str = "classification", temperature: float = 0.38, colour_boost: float = 0.0,
+                 hints: bool = False) -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head '{head}' (one of {', '.join(HEADS)})")
@@ -86,24 +145,56 @@ class EfficientNetUNet(nn.Module):
             self.output = nn.Conv2d(decoder_widths[-1], len(self.bin_centres), 1)
         else:
             self.output = nn.Sequential(nn.Conv2d(decoder_widths[-1], 2, 3, padding=1), nn.Tanh())
+        self.takes_hints = hints
+        if hints:
+            stage_inputs = [source + skip for source, skip in zip(sources, skips[3:0:-1])]
+            self.hint_encoder = HintEncoder()
+            # decoder stage k's input (1/16, 1/8, 1/4) gains the hint features of its scale
+            self.hint_injections = nn.ModuleList(zero_conv(width, channels) for width, channels
+                                                 in zip(self.hint_encoder.widths[::-1], stage_inputs))
+            head_width = len(self.bin_centres) if head == "classification" else 2
+            self.hint_head = zero_conv(self.hint_encoder.widths[0], head_width)  # a direct path to the colour
+            self.global_injection = zero_linear(self.hint_encoder.global_width, stage_inputs[0])
+            self.global_head = zero_linear(self.hint_encoder.global_width, head_width)
 
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this (the encoder downsamples 32x)."""
         return 32
 
-    def features(self, lightness: torch.Tensor) -> torch.Tensor:
-        """Decoder features at a quarter of the input resolution."""
-        skips = self.encoder(grey_encoder_input(lightness))
-        x = skips[-1]
-        for block, skip in zip(self.decoder, skips[3:0:-1]):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat((x, skip.to(x.dtype)), dim=1))
-        return x
+    def encode(self, lightness: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's multi-scale features of the photo (they do not depend on hints)."""
+        return self.encoder(grey_encoder_input(lightness))
 
-    def quarter_output(self, lightness: torch.Tensor) -> torch.Tensor:
+    def decode(self, skips: list[torch.Tensor], local_hints: torch.Tensor | None = None,
+               global_hints: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's raw output at 1/4 resolution from the encoder's features (and the hints)."""
+        # a hint-taking network always runs its hint branch (zeros: no hints), as it was trained
+        hinted = self.takes_hints
+        if hinted:
+            batch, (height, width) = skips[0].shape[0], skips[0].shape[-2:]  # skips[0] is at 1/2
+            if local_hints is None:
+                local_hints = skips[0].new_zeros(batch, LOCAL_HINT_CHANNELS, 2 * height, 2 * width)
+            if global_hints is None:
+                global_hints = skips[0].new_zeros(batch, global_hint_length())
+            hint_features, global_features = self.hint_encoder(local_hints.to(skips[0].dtype), global_hints.to(skips[0].dtype))
+        x = skips[-1]
+        for stage, (block, skip) in enumerate(zip(self.decoder, skips[3:0:-1])):
+            x = torch.cat((F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip.to(x.dtype)), dim=1)
+            if hinted:
+                x = x + self.hint_injections[stage](hint_features[stage])
+                if stage == 0:
+                    x = x + self.global_injection(global_features)[:, :, None, None]
+            x = block(x)
+        output = self.output(x)
+        if hinted:
+            output = output + self.hint_head(hint_features[-1]) + self.global_head(global_features)[:, :, None, None]
+        return output
+
+    def quarter_output(self, lightness: torch.Tensor, local_hints: torch.Tensor | None = None,
+                       global_hints: torch.Tensor | None = None) -> torch.Tensor:
         """The head's raw output at 1/4 resolution: bin logits (B, Q, h, w) or normalised ab (B, 2, h, w)."""
-        return self.output(self.features(lightness))
+        return self.decode(self.encode(lightness), local_hints, global_hints)
 
     def to_ab(self, quarter_output: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Normalised ab at ``size`` from :meth:`quarter_output` (annealed mean for the classifier)."""
@@ -114,9 +205,13 @@ class EfficientNetUNet(nn.Module):
             ab = quarter_output.float()
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
-    def forward(self, lightness: torch.Tensor, quarter: bool = False) -> torch.Tensor:
-        """Normalised ab at the input's size; ``quarter=True``: the raw head output (training)."""
-        output = self.quarter_output(lightness)
+    def forward(self, lightness: torch.Tensor, local_hints: torch.Tensor | None = None,
+                global_hints: torch.Tensor | None = None, quarter: bool = False) -> torch.Tensor:
+        """Normalised ab at the input's size; ``quarter=True``: the raw head output (training).
+
+        ``local_hints`` (B, 3, H, W) and ``global_hints`` (B, G) as made by :mod:`recolor.hints`
+        (None: no hints); a network built without ``hints`` ignores them."""
+        output = self.quarter_output(lightness, local_hints, global_hints)
         return output if quarter else self.to_ab(output, lightness.shape[-2:])
 
 
@@ -127,13 +222,15 @@ EFFNET_UNET_ARCHITECTURE: Config = {
     "loss": "ce",  # an architecture key too: "ce" gives the ab-bin classification head, the others regression
     "temperature": 0.38,
     "colour_boost": 0.0,
+    "hints": False,  # takes a person's points and a reference's colours (recolor.hints)
 }
 
 
 def build_effnet_unet(config: Config) -> EfficientNetUNet:
     head = "classification" if config["loss"] == "ce" else "regression"
     return EfficientNetUNet(encoder=config["encoder"], decoder_widths=tuple(config["decoder_widths"]), head=head,
-                            temperature=config["temperature"], colour_boost=config["colour_boost"])
+                            temperature=config["temperature"], colour_boost=config["colour_boost"],
+                            hints=config["hints"])
 
 
 register_model(ModelSpec(
@@ -142,5 +239,5 @@ register_model(ModelSpec(
     paper="002 sec. 4.2 (pretrained-encoder U-Net); Zhang et al. 2016 loss",
     build=build_effnet_unet,
     architecture=EFFNET_UNET_ARCHITECTURE,
-    tiny={"image_size": 64, "decoder_widths": [16, 16, 16]},
+    tiny={"image_size": 64, "decoder_widths": [16, 16, 16], "hints": True},  # the registry test covers the hint branch
 ))

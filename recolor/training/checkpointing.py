@@ -88,6 +88,8 @@ class RunCheckpoints:
                 state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
                 # statistics `prepare` just computed from this run's photos stay: they describe the new data
                 fresh = {key: reference[key] for key in self.recipe.data_statistics if name == "generator" and key in reference}
+                # new inputs a network adds to an older one (hint branches) start as built: at zero
+                fresh.update({key: value for key, value in reference.items() if key not in state and key.startswith(tuple(getattr(target, "zero_started", ())))})
                 self._load_network(path, name, target, {**state, **fresh})
 
     @staticmethod

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..hints import simulate_global_hints, simulate_local_hints, training_point_counts
 from ..ab_bins import bin_histogram, gamut_bin_centres, rebalancing_weights, soft_encode, weighted_soft_cross_entropy
 from ..color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from ..losses import gan_discriminator_loss, gan_generator_loss
@@ -120,15 +121,27 @@ class EffNetUNetRecipe(Recipe):
             self.bin_weights = rebalancing_weights(counts, self.bin_centres.cpu(), mix=self.config["rebalance"]).to(self.device)
 
     # --- one step ------------------------------------------------------------------------
-    def quarter_output(self, lightness: torch.Tensor) -> torch.Tensor:
+    def quarter_output(self, lightness: torch.Tensor, hints: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         if self.encoder_frozen:
             unwrap(self.generator).encoder.eval()  # BatchNorm keeps its ImageNet statistics
-        return self.generator(lightness, quarter=True)  # through forward, so that DDP sees the call
+        return self.generator(lightness, *hints, quarter=True)  # through forward, so that DDP sees the call
+
+    def simulated_hints(self, ab: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Hints drawn from the truth as a person might give them (Zhang 2017 sec. 3.3), for a
+        hint-taking network: points on a geometric number of patches, and for a share of the
+        photos their own colour distribution as the global hint. Drawn from torch's global
+        random state, which a resumed run restores."""
+        if not unwrap(self.generator).takes_hints:
+            return ()
+        counts = training_point_counts(ab.shape[0], self.config["hint_none_share"])
+        local = simulate_local_hints(ab, counts, max_patch=self.config["hint_max_patch"])
+        return local, simulate_global_hints(ab, self.config["global_hint_share"])
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         lightness, ab = batch["L"], batch["ab"]
+        hints = self.simulated_hints(ab)
         with self.autocast():
-            output = self.quarter_output(lightness)
+            output = self.quarter_output(lightness, hints)
         loss, fake, logs = self.colour_loss(lightness, ab, output)
         if self.semantic_classifier is not None:
             loss = loss + self.semantic_term(lightness, fake, ab, logs)
@@ -205,4 +218,8 @@ attach_recipe("effnet-unet", EffNetUNetRecipe, {
     "l1_lambda": 100.0,
     "ndf": 64,
     "d_layers": 3,
+    # simulated hints, for a network built with hints=true (Zhang 2017: P(no point) 1/8, patches 1-9 px)
+    "hint_none_share": 0.125,
+    "hint_max_patch": 9,
+    "global_hint_share": 0.3,
 }, tiny={"encoder_weights": "none"})

@@ -1,0 +1,201 @@
+"""User hints: the colour a person knows (Zhang, Zhu et al. 2017, "Real-Time User-Guided Image
+Colorization with Learned Deep Priors"), as the tensors a hint-taking network reads.
+
+Two kinds, as in the paper:
+
+* **local hints** (points): an sRGB colour at a spot of the photo. Only its a*b* (hue and chroma)
+  is used; the lightness stays the photo's own. Each point is written over a small square patch of
+  a hint image at the network's input size: ``(3, s, s)`` = normalised a*, b* and a mask (1 where a
+  hint is, 0 elsewhere).
+* **a global hint**: a colour distribution to aim at (a reference photo's), as a vector of
+  ``global_hint_length()`` = the ab-bin histogram over the gamut bins of :mod:`recolor.ab_bins`, a
+  present flag, the mean chroma and a present flag (all zeros: no global hint).
+
+The same functions make the hints that training simulates from the truth and the ones a person
+gives, so the network sees one format. Pure torch, batched where it matters; no I/O (the hints
+file and the command line live above, in :mod:`recolor.hintsfile`).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .ab_bins import gamut_bin_centres, nearest_bin
+from .color import rgb_to_lab_normalized
+
+LOCAL_HINT_CHANNELS = 3  # normalised a*, b*, mask
+DEFAULT_PATCH = 5  # side, in pixels of the network's input, of the square a person's point colours
+MAX_POINTS = 256  # more points than anyone clicks; bounds the work a hints file can ask for
+
+Colour = Union[str, Sequence[int]]
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def parse_colour(colour: Colour) -> tuple[int, int, int]:
+    """``"#rrggbb"`` (the ``#`` optional) or an ``(r, g, b)`` of 0-255 integers -> ``(r, g, b)``;
+    ValueError, one line, for anything else."""
+    if isinstance(colour, str):
+        match = _HEX.match(colour.strip())
+        if not match:
+            raise ValueError(f"colour {colour!r}: expected #rrggbb, e.g. #c0392b")
+        value = int(match.group(1), 16)
+        return (value >> 16) & 255, (value >> 8) & 255, value & 255
+    if (isinstance(colour, (tuple, list)) and len(colour) == 3
+            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)):
+        return tuple(colour)  # type: ignore[return-value]
+    raise ValueError(f"colour {colour!r}: expected '#rrggbb' or an (r, g, b) of integers 0-255")
+
+
+def colour_hex(rgb: Sequence[int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def colour_ab(rgb: Sequence[int]) -> tuple[float, float]:
+    """Normalised a*, b* (ab / 110) of an sRGB colour: its hue and chroma, its lightness dropped."""
+    pixel = torch.tensor(rgb, dtype=torch.float64).view(3, 1, 1) / 255.0
+    _, ab = rgb_to_lab_normalized(pixel)
+    return float(ab[0, 0, 0]), float(ab[1, 0, 0])
+
+
+@dataclass(frozen=True)
+class HintPoint:
+    """A person's point: ``x``, ``y`` in pixels of the upright photo (origin top-left) and its colour."""
+
+    x: float
+    y: float
+    rgb: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, point: "HintPoint | Sequence") -> "HintPoint":
+        """A HintPoint from itself or an ``(x, y, colour)`` tuple (colour: ``"#rrggbb"`` or ``(r, g, b)``)."""
+        if isinstance(point, HintPoint):
+            return point
+        if not isinstance(point, (tuple, list)) or len(point) != 3:
+            raise ValueError(f"hint {point!r}: expected (x, y, colour)")
+        x, y, colour = point
+        for value in (x, y):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"hint {point!r}: x and y must be finite numbers (pixels)")
+        return cls(float(x), float(y), parse_colour(colour))
+
+    def check_inside(self, width: int, height: int) -> None:
+        if not (0 <= self.x < width and 0 <= self.y < height):
+            raise ValueError(f"hint at ({self.x:g}, {self.y:g}) is outside the {width}x{height} photo")
+
+
+def local_hint_image(points: Sequence[HintPoint], photo_size: tuple[int, int], size: tuple[int, int],
+                     patch: int = DEFAULT_PATCH) -> torch.Tensor:
+    """The local hint image ``(3, h, w)`` at the network's input ``size`` (h, w) for points given in
+    pixels of a photo of ``photo_size`` (width, height): each point's ab over a ``patch`` square
+    centred on it; a later point wins where patches overlap."""
+    height, width = size
+    image = torch.zeros(LOCAL_HINT_CHANNELS, height, width)
+    for point in points:
+        a, b = colour_ab(point.rgb)
+        column = min(width - 1, int(point.x / photo_size[0] * width))
+        row = min(height - 1, int(point.y / photo_size[1] * height))
+        top, left = max(0, row - patch // 2), max(0, column - patch // 2)
+        image[0, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = a
+        image[1, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = b
+        image[2, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = 1.0
+    return image
+
+
+def global_hint_length() -> int:
+    return len(gamut_bin_centres()) + 3
+
+
+def global_hint(ab: torch.Tensor | None = None, use_histogram: bool = True, use_chroma: bool = True) -> torch.Tensor:
+    """The global hint ``(G,)`` of one colour photo's normalised ab ``(2, H, W)``: its ab-bin
+    histogram (sums to 1) and mean chroma, each with its present flag; all zeros for ``ab=None``."""
+    centres = gamut_bin_centres()
+    vector = torch.zeros(len(centres) + 3)
+    if ab is None:
+        return vector
+    ab = ab.float().cpu()
+    if use_histogram:
+        bins = nearest_bin(ab[None], centres)
+        vector[: len(centres)] = torch.bincount(bins.flatten(), minlength=len(centres)).float() / bins.numel()
+        vector[len(centres)] = 1.0
+    if use_chroma:
+        vector[len(centres) + 1] = ab.norm(dim=0).mean()
+        vector[len(centres) + 2] = 1.0
+    return vector
+
+
+# --- simulated hints, for training and for `recolor evaluate --hints N` -------------------------
+
+def simulate_local_hints(ab: torch.Tensor, points: torch.Tensor | Sequence[int], patch_sides: Sequence[int] | None = None,
+                         max_patch: int = 9, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Local hints ``(B, 3, H, W)`` drawn from the true normalised ab ``(B, 2, H, W)``: ``points[i]``
+    points for photo i at uniform random positions, each a square patch (side uniform in 1..
+    ``max_patch``, or ``patch_sides`` fixed) coloured with the truth's mean over that patch
+    (Zhang 2017 sec. 3.3's simulation)."""
+    batch, _, height, width = ab.shape
+    hints = torch.zeros(batch, LOCAL_HINT_CHANNELS, height, width, dtype=torch.float32, device=ab.device)
+    counts = [int(n) for n in points]
+    for index, count in enumerate(counts):
+        for _ in range(min(count, MAX_POINTS)):
+            side = int(torch.randint(1, max_patch + 1, (1,), generator=generator)) if patch_sides is None else int(patch_sides[0])
+            side = min(side, height, width)
+            top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+            window = (slice(top, top + side), slice(left, left + side))
+            hints[index, :2, window[0], window[1]] = ab[index, :, window[0], window[1]].float().mean(dim=(1, 2), keepdim=True)
+            hints[index, 2, window[0], window[1]] = 1.0
+    return hints
+
+
+def training_point_counts(batch: int, none_share: float = 0.125, generator: torch.Generator | None = None) -> list[int]:
+    """Zhang 2017's number of points per photo: geometric on 0, 1, 2, ... with P(0) = ``none_share``
+    (1/8: a mean of 7 points, and one photo in eight with none)."""
+    uniform = torch.rand(batch, generator=generator, dtype=torch.float64).clamp_min(1e-12)
+    counts = torch.floor(torch.log(uniform) / math.log(1.0 - none_share))
+    return [int(c) for c in counts.clamp_max(MAX_POINTS)]
+
+
+def simulate_global_hints(ab: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Global hints ``(B, G)`` from each photo's own colours: the histogram present for a ``share``
+    of the photos, the chroma for another (independent) ``share``; zeros elsewhere."""
+    draws = torch.rand(ab.shape[0], 2, generator=generator)
+    small = F.interpolate(ab.float(), size=(64, 64), mode="area") if ab.shape[-1] > 64 else ab.float()
+    rows = [global_hint(small[i], bool(draws[i, 0] < share), bool(draws[i, 1] < share)) for i in range(ab.shape[0])]
+    return torch.stack(rows).to(ab.device)
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What a person tells the model about one photo: points and/or a reference photo (any
+    :data:`recolor.imageio.PhotoLike`: a path, a PIL image, an array; read by the inference layer)."""
+
+    points: tuple[HintPoint, ...] = ()
+    reference: object = None
+
+    @classmethod
+    def of(cls, points: Sequence | None = None, reference: object = None) -> "Hints | None":
+        """Hints from the API's arguments (points as :class:`HintPoint` or ``(x, y, colour)``); None when empty."""
+        if points is not None and not isinstance(points, (list, tuple)):
+            raise ValueError(f"hints {points!r}: expected a list of (x, y, colour)")
+        checked = tuple(HintPoint.of(point) for point in points or ())
+        if len(checked) > MAX_POINTS:
+            raise ValueError(f"{len(checked)} hint points: at most {MAX_POINTS}")
+        if not checked and reference is None:
+            return None
+        return cls(checked, reference)
+
+    def check_inside(self, width: int, height: int) -> None:
+        for point in self.points:
+            point.check_inside(width, height)
+
+
+def reference_global_hint(rgb: torch.Tensor) -> torch.Tensor:
+    """The global hint ``(G,)`` of a reference photo: uint8 RGB ``(H, W, 3)``, its colours over a
+    64x64 thumbnail (histogram and mean chroma, both present)."""
+    image = rgb.permute(2, 0, 1).float()[None] / 255.0
+    _, ab = rgb_to_lab_normalized(F.interpolate(image, size=(64, 64), mode="area"))
+    return global_hint(ab[0])
