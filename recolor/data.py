@@ -16,7 +16,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .imageio import COLOUR_CHROMA_THRESHOLD, ImageReadError, list_image_files, mean_chroma, open_image, probe_image
+from .imageio.decoding import ImageReadError, open_image, probe_image
+from .imageio.listing import list_image_files
+from .imageio.photo import COLOUR_CHROMA_THRESHOLD, mean_chroma
 
 
 class NoUsablePhotos(RuntimeError):

@@ -39,7 +39,8 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 from .color import lab_to_rgb, output_to_ab
-from .imageio import DecodedPhoto, PhotoLike, as_pil_image, photo_from_pil
+from .imageio.api_input import PhotoLike, as_pil_image
+from .imageio.photo import DecodedPhoto, photo_from_pil
 from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
 from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
 from .registry import get_model_spec
@@ -363,7 +364,7 @@ def contact_sheet(grey: np.ndarray, results: Sequence[np.ndarray], labels: Seque
 def save_diverse(result: DiverseResult, image: DecodedPhoto, paths: Sequence[Path], sheet_path: Path, title: str | None = None,
                  sheet_height: int = 256) -> None:
     """Write the k colorizations (atomically, with the photo's alpha and ICC profile) and the contact sheet."""
-    from .imageio import save_image
+    from .imageio.encoders import save_image
 
     for path, picture in zip(paths, result.images):
         save_image(path, picture, result.alpha, image.metadata)
@@ -374,7 +375,8 @@ def save_diverse(result: DiverseResult, image: DecodedPhoto, paths: Sequence[Pat
 def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "topk", seed: int = 0) -> list[dict]:
     """Sample and save one batch of :class:`recolor.planning.DiverseJob`; a record per photo (the
     job's own, completed), each failure one line naming its file, never an exception."""
-    from .imageio import ImageReadError, decode_photo
+    from .imageio.decoding import ImageReadError
+    from .imageio.photo import decode_photo
 
     records, decoded, pending = [], [], []
     for job in jobs:

@@ -29,9 +29,10 @@ from .pretrained import Pretrained, checked_model, load_pretrained, network_from
 from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-exported)
     STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, rgb_from_xyz_matrix, thumbnail_chroma,
 )
-from .imageio import (
-    DecodedPhoto, ImageReadError, PhotoLike, as_pil_image, photo_from_pil, to_8_bits,
-)
+from .imageio.api_input import PhotoLike, as_pil_image
+from .imageio.decoding import ImageReadError
+from .imageio.encoders import to_8_bits
+from .imageio.photo import DecodedPhoto, photo_from_pil
 from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
 from .ab_bins import distribution_modes

@@ -36,8 +36,10 @@ from typing import Iterable, Iterator
 import torch
 from PIL import Image
 
-from .imageio import DEFAULT_MAX_PIXELS, ImageMetadata, ImageReadError, file_problem, save_image
-from .imageio import DecodedPhoto, decode_photo
+from .imageio.decoding import DEFAULT_MAX_PIXELS, ImageReadError, file_problem
+from .imageio.encoders import save_image
+from .imageio.metadata import ImageMetadata
+from .imageio.photo import DecodedPhoto, decode_photo
 from .inference import Colorizer, NonFiniteOutputError
 from .planning import ColorizeJob  # the job type is the planner's (recolor.planning.plan_colorize); re-exported
 

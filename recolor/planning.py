@@ -70,7 +70,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
     explicitly can fail for not being images. A folder scan leaves out the output folder when it
     sits inside the scanned folder, so a second run never colorizes the first run's outputs.
     """
-    from .imageio import IMAGE_EXTENSIONS, list_image_files
+    from .imageio.listing import IMAGE_EXTENSIONS, list_image_files
 
     found = InputFiles()
     for item in inputs:
@@ -125,7 +125,7 @@ def unreadable_records(found: InputFiles, **empty: Any) -> list[dict]:
 
 def output_suffix(fmt: str | None) -> str | None:
     """'.png' for ``--format png``; a UsageError for a format recolor cannot write."""
-    from .imageio import extension_format
+    from .imageio.encoders import extension_format
 
     if not fmt:
         return None
@@ -157,7 +157,8 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
     reads but cannot write in its own format (PSD, PCX, PGM scans...) is written as PNG; an
     input that is not an image at all is reported as such (not as an unwritable extension).
     """
-    from .imageio import ImageReadError, output_format, probe_image
+    from .imageio.decoding import ImageReadError, probe_image
+    from .imageio.encoders import output_format
 
     target = source if in_place else out_dir / relative
     if suffix and not in_place:
@@ -182,7 +183,7 @@ def output_problem(source: Path, target: Path, inputs_of_run: set[Path], in_plac
     ``-o`` = the input folder with ``--format png`` would otherwise replace ``x.png`` with
     ``x.jpg``'s result.
     """
-    from .imageio import file_problem
+    from .imageio.decoding import file_problem
 
     problem = file_problem(source)
     if problem:
@@ -198,7 +199,7 @@ def output_problem(source: Path, target: Path, inputs_of_run: set[Path], in_plac
 
 def clean_output_folders(targets: Sequence[Path]) -> None:
     """Remove temporary files that killed earlier runs left in the folders about to be written."""
-    from .imageio import remove_stale_temp_files
+    from .imageio.atomic import remove_stale_temp_files
 
     for folder in {target.parent for target in targets}:
         remove_stale_temp_files(folder)

@@ -364,7 +364,7 @@ def test_sigterm_removes_the_temporary_file_of_a_write(tmp_path):
         "import sys, time\n"
         "from pathlib import Path\n"
         "from recolor.cli import handle_termination\n"
-        "from recolor.imageio import _atomic_file\n"
+        "from recolor.imageio.atomic import _atomic_file\n"
         "handle_termination()\n"
         "with _atomic_file(Path(sys.argv[1])) as handle:\n"
         "    handle.write(b'half')\n"

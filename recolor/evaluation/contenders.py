@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..imageio import DecodedPhoto
+from ..imageio.photo import DecodedPhoto
 from .photos import parse_prediction_option, prediction_index
 from .settings import EvalSettings, EvaluationError
 

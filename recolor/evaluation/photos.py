@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..imageio import COLOUR_CHROMA_THRESHOLD, ImageReadError, file_problem, list_image_files, mean_chroma, open_image
+from ..imageio.decoding import ImageReadError, file_problem, open_image
+from ..imageio.listing import list_image_files
+from ..imageio.photo import COLOUR_CHROMA_THRESHOLD, mean_chroma
 from .settings import EvaluationError
 
 

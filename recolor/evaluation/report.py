@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..imageio import atomic_write_bytes, save_image
+from ..imageio.atomic import atomic_write_bytes
+from ..imageio.encoders import save_image
 from .catalogue import METRICS
 from .result import EvalResult, format_value, table_rows, write_json
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..imageio import atomic_write_bytes
+from ..imageio.atomic import atomic_write_bytes
 from .catalogue import METRICS
 
 
