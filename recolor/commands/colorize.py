@@ -1,0 +1,65 @@
+"""`recolor colorize`: colorize photos at full resolution, in threads beside the batched model."""
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import DEFAULT_MODEL
+from ._shared import MODEL_HELP, RunReport, err, fail, loaded, progress_bar, shown, tell_not_images
+
+
+def colorize(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder, default ./colorized (folder and glob inputs keep their sub-folders).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = DEFAULT_MODEL,
+    size: Annotated[Optional[int], typer.Option(min=1, help="Model input size in pixels (default: the model's own); changes the colours, see README.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CPUs with native bf16, else fp32; fp16/bf16 on CUDA), fp32, bf16, fp16.")] = "auto",
+    chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Scale the predicted colour: 1 the model's own, below 1 more muted (0 grey), above 1 stronger.")] = 1.0,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them).")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace each INPUT file with its colorization (not with -o or --format).")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs); default 150,000,000.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per file on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the cores on CPU, up to 8 on GPU.")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
+) -> None:
+    """Colorize photos at their full resolution with the photo's own lightness."""
+    from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
+    from ..inference import Colorizer
+    from ..pipeline import colorize_files
+    from ..planning import UsageError, plan_colorize
+
+    try:
+        plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place)
+    except UsageError as exc:
+        fail(str(exc))
+    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    allow_pixels(max_pixels)  # once, before the decoding threads start
+    report = RunReport(as_json)
+    for record in plan.records:
+        report.emit(record)
+    plan.clean_output_folders()
+    started = time.perf_counter()
+    with progress_bar("colorize", len(plan.jobs), quiet) as advance:
+        # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
+        for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
+            report.emit(outcome_record(outcome))
+            advance()
+    tell_not_images(plan.not_images)
+    counts = report.counts()
+    err().print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
+                f"with {shown(colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
+    raise typer.Exit(1 if counts["error"] else 0)
+
+
+def outcome_record(outcome) -> dict:
+    """The JSON record of one colorized file: its planned record completed with what happened."""
+    record = outcome.job.tag
+    if not outcome.ok:
+        return record | {"status": "error", "error": outcome.error}
+    return record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour} | ({"note": outcome.note} if outcome.note else {})

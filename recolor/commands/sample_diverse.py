@@ -1,0 +1,60 @@
+"""`recolor sample-diverse`: K different colorizations of each photo (paper 004) and a contact sheet."""
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._shared import err, fail, loaded, progress_bar, shown, tell_not_images
+
+
+def sample_diverse(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    k: Annotated[int, typer.Option("-k", "--samples", min=1, help="Colorizations per photo.")] = 5,
+    model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint (a name wins over a same-named file: write ./NAME for it).")] = "divcolor",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: NAME_1..NAME_k and NAME_sheet.png per photo.")] = Path("diverse"),
+    method: Annotated[str, typer.Option(help="topk: MDN means by weight / k-means centres of the draws; random: random draws.")] = "topk",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same pictures).")] = 0,
+    draws: Annotated[int, typer.Option(min=1, help="Draws clustered into k by the cvae and pix2pix-dropout baselines.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip the photo).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per photo on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
+    from ..diverse import load_sampler, sample_jobs
+    from ..inference import iter_batches
+    from ..planning import UsageError, count_statuses, plan_sample_diverse
+
+    try:
+        plan = plan_sample_diverse(inputs, output, k, fmt, overwrite=overwrite)
+    except UsageError as exc:
+        fail(str(exc))
+
+    def checked_sampler():
+        sampler = load_sampler(model, device=device, precision=precision, draws=draws)
+        sampler.check(k, method)
+        return sampler
+
+    sampler = loaded(checked_sampler)
+    records = list(plan.records)
+    plan.clean_output_folders()
+    started = time.perf_counter()
+    with progress_bar("sample", len(plan.jobs), quiet) as advance:
+        for batch in iter_batches(plan.jobs, batch_size):
+            records += sample_jobs(sampler, batch, k, method, seed)
+            advance(len(batch))
+    tell_not_images(plan.not_images)
+    for record in records:
+        if as_json:
+            print(json.dumps(record), flush=True)
+        if record["status"] == "error":
+            err().print(f"[red]failed:[/] {shown(record['error'])}", highlight=False)
+    counts = count_statuses(records)
+    err().print(f"{counts['ok']} sampled ({k} each), {counts['skipped']} skipped, {counts['error']} failed in "
+                f"{time.perf_counter() - started:.1f} s with {shown(sampler.name)} -> {shown(output)}", highlight=False)
+    raise typer.Exit(1 if counts["error"] else 0)
