@@ -200,7 +200,8 @@ def colorize_files(
         decoded = [(job, pixels, slot.result()) for job, pixels, slot in batch]
         batch.clear()  # drop our references: the pixels go once colorized
         photos = [photo for _, _, photo in decoded if not isinstance(photo, str)]
-        results = iter(_colorize_batch(colorizer, photos) if photos else [])
+        hints = [job.hints for job, _, photo in decoded if not isinstance(photo, str)]
+        results = iter(_colorize_batch(colorizer, photos, hints) if photos else [])
         photos.clear()
         for job, pixels, photo in decoded:  # outcomes queue up in the jobs' order
             result = photo if isinstance(photo, str) else next(results)
@@ -246,18 +247,19 @@ def colorize_files(
         feeder.join(timeout=5)
 
 
-def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto]) -> list:
+def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto], hints: list | None = None) -> list:
     """Per photo: (host RGB tensor, ready event), or an error message. A batch that runs the GPU
     out of memory, or whose colour comes out non-finite for some photo, is run again one photo at
     a time: only the photos that fail are reported."""
     try:
-        outputs, ready = colorizer.colorize_photos(photos)
+        hints = hints or [None] * len(photos)
+        outputs, ready = colorizer.colorize_photos(photos, hints)
         return [(out, ready) for out in outputs]
     except (torch.cuda.OutOfMemoryError, NonFiniteOutputError) as exc:
         if len(photos) == 1:
             return [str(exc) if isinstance(exc, NonFiniteOutputError) else "out of GPU memory (try a smaller --batch-size or --device cpu)"]
         torch.cuda.empty_cache()
-        return [result for photo in photos for result in _colorize_batch(colorizer, [photo])]
+        return [result for photo, hint in zip(photos, hints) for result in _colorize_batch(colorizer, [photo], [hint])]
     except (RuntimeError, MemoryError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return [f"colorization failed ({message})"] * len(photos)

@@ -70,6 +70,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
     explicitly can fail for not being images. A folder scan leaves out the output folder when it
     sits inside the scanned folder, so a second run never colorizes the first run's outputs.
     """
+    from .hintsfile import SIDECAR_SUFFIX as HINTS_SIDECAR_SUFFIX
     from .imageio.listing import IMAGE_EXTENSIONS, list_image_files
 
     found = InputFiles()
@@ -82,7 +83,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
                     continue
                 if file.suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(file, file.relative_to(path))
-                else:
+                elif not file.name.endswith(HINTS_SIDECAR_SUFFIX):  # a photo's hints are not a stray file
                     found.not_images += 1
         elif path.exists() or path.is_symlink():
             found.add(path, Path(path.name))
@@ -214,6 +215,7 @@ class ColorizeJob:
     source: Path
     target: Path
     tag: Any = None  # the caller's own (the command line's JSON record), handed back in the outcome
+    hints: Any = None  # recolor.hints.Hints for this photo (its sidecar's, or the command line's), or None
 
 
 @dataclass
@@ -232,12 +234,16 @@ class ColorizePlan:
 
 
 def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | None = None,
-                  overwrite: bool = False, in_place: bool = False) -> ColorizePlan:
+                  overwrite: bool = False, in_place: bool = False, hints: Any = None) -> ColorizePlan:
     """What `recolor colorize INPUTS -o OUTPUT [--format F] [--overwrite] [--in-place]` will do.
 
     An output that exists is skipped unless ``overwrite`` (``in_place`` always replaces). Raises
     UsageError for contradictory options, a format recolor cannot write, inputs that name
     nothing, or an output folder that cannot be written.
+
+    ``hints`` (:class:`recolor.hints.Hints`, from ``--hint``/``--hints``/``--reference``) go with
+    every photo that has no sidecar of its own: a photo's ``NAME.hints.json`` replaces them. A bad
+    sidecar, or a point outside its photo, is a UsageError too: nothing has been done yet.
     """
     if in_place and (output is not None or fmt):
         raise UsageError(f"--in-place replaces each input in its own format: it cannot be combined with {'-o/--output' if output is not None else '--format'}")
@@ -266,8 +272,50 @@ def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | 
             plan.records.append(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
         else:
             claimed[real(target)] = source
-            plan.jobs.append(ColorizeJob(source, target, tag=record))
+            photo_hints = hints_for(source, hints)
+            if photo_hints is not None:
+                record["hints"] = hints_record(photo_hints)
+            plan.jobs.append(ColorizeJob(source, target, tag=record, hints=photo_hints))
     return plan
+
+
+def hints_for(photo: Path, given: Any) -> Any:
+    """The hints for one photo: its sidecar's when it has one, else ``given``; checked against the
+    photo's upright size (UsageError naming the problem)."""
+    from .hintsfile import HintsFileError, read_hints_file, sidecar_path
+
+    sidecar = sidecar_path(photo)
+    try:
+        chosen = read_hints_file(sidecar).hints if sidecar.is_file() else given
+    except HintsFileError as exc:
+        raise UsageError(str(exc)) from None
+    if chosen is not None and chosen.points:
+        size = upright_size(photo)
+        try:
+            if size is not None:
+                chosen.check_inside(*size)
+        except ValueError as exc:
+            raise UsageError(f"{photo}: {exc}") from None
+    return chosen
+
+
+def hints_record(hints: Any) -> dict:
+    """What a JSON record says of a photo's hints."""
+    return {"points": len(hints.points), "reference": None if hints.reference is None else str(hints.reference)}
+
+
+def upright_size(photo: Path) -> tuple[int, int] | None:
+    """(width, height) of the photo as shown (EXIF orientation applied), from its header; None
+    when it cannot be read (the colorize run reports that file itself)."""
+    from PIL import Image
+
+    try:
+        with Image.open(photo) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - any unreadable file is reported by the run, one line
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 # --- sample-diverse -------------------------------------------------------------------------

@@ -73,6 +73,24 @@ def tiny_pix2pix_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_hint_checkpoint(tmp_path_factory) -> Path:
+    """A tiny hint-taking effnet-unet (random encoder) whose zero-started hint heads are made live
+    (random), so that points and references visibly change its colours; saved as weights."""
+    from recolor.checkpoint import save_checkpoint
+    from recolor.registry import get_model_spec
+
+    torch.manual_seed(0)
+    spec = get_model_spec("effnet-unet")
+    config = spec.config({"decoder_widths": [16, 16, 16], "encoder_weights": "none", "image_size": 64, "hints": True})
+    network = spec.build(config)
+    torch.nn.init.normal_(network.hint_head.weight, std=2.0)
+    torch.nn.init.normal_(network.global_head.weight, std=2.0)
+    path = tmp_path_factory.mktemp("hinted") / "hinted.safetensors"
+    save_checkpoint(path, network.state_dict(), "effnet-unet", config, kind="weights")
+    return path
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module of tiny networks: they gain nothing from a second thread, and

@@ -192,15 +192,8 @@ def test_hint_option_parses_x_y_colour_and_refuses_the_rest():
 # --- the API --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_hint_colorizer(tmp_path_factory):
-    """A tiny hint-taking network whose hint head is live (random), through the real load path."""
-    _, hinted = tiny_networks()
-    torch.nn.init.normal_(hinted.hint_head.weight, std=2.0)
-    torch.nn.init.normal_(hinted.global_head.weight, std=2.0)
-    spec = get_model_spec("effnet-unet")
-    path = save_checkpoint(tmp_path_factory.mktemp("tiny") / "hinted.safetensors", hinted.state_dict(), "effnet-unet",
-                           spec.config({**TINY, "hints": True}))
-    return Colorizer.load(path)
+def tiny_hint_colorizer(tiny_hint_checkpoint):
+    return Colorizer.load(tiny_hint_checkpoint)
 
 
 def test_api_takes_points_and_a_reference_and_checks_them(tiny_hint_colorizer, photos):

@@ -26,18 +26,34 @@ def colorize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the cores on CPU, up to 8 on GPU.")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
+    hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,#RRGGBB", help="A colour you know at pixel X,Y of the upright photo (origin top-left), e.g. 120,80,#c0392b; repeatable. Only its hue and chroma are used.")] = None,
+    hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
 ) -> None:
-    """Colorize photos at their full resolution with the photo's own lightness."""
+    """Colorize photos at their full resolution with the photo's own lightness.
+
+    Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
+    NAME.hints.json beside it is used instead."""
     from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
     from ..inference import Colorizer
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
 
+    given = command_line_hints(hint, hints_file, reference)
     try:
-        plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place)
+        plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place, hints=given)
     except UsageError as exc:
         fail(str(exc))
     colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
+    hinted = [job for job in plan.jobs if job.hints is not None]
+    if hinted and not colorizer.takes_hints:
+        if given is not None:
+            fail(f"model '{colorizer.name}' takes no hints (--hint, --hints, --reference): the default, {DEFAULT_MODEL}, does")
+        err().print(f"note: {len(hinted)} hints sidecar(s) ignored: model '{shown(colorizer.name)}' takes no hints", highlight=False)
+        for job in hinted:
+            job.hints = None
+            job.tag.pop("hints", None)
+        hinted = []
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     allow_pixels(max_pixels)  # once, before the decoding threads start
     report = RunReport(as_json)
@@ -52,7 +68,8 @@ def colorize(
             advance()
     tell_not_images(plan.not_images)
     counts = report.counts()
-    err().print(f"{counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
+    with_hints = f" ({len(hinted)} with hints)" if hinted else ""
+    err().print(f"{counts['ok']} colorized{with_hints}, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
                 f"with {shown(colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
@@ -63,3 +80,21 @@ def outcome_record(outcome) -> dict:
     if not outcome.ok:
         return record | {"status": "error", "error": outcome.error}
     return record | {"width": outcome.width, "height": outcome.height, "was_colour": outcome.was_colour} | ({"note": outcome.note} if outcome.note else {})
+
+
+def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], reference: Optional[Path]):
+    """The Hints that --hint, --hints and --reference give (None for none); exit 2, one line, for a bad one.
+    --hint points add to the file's; --reference replaces the file's reference."""
+    from ..hints import Hints
+    from ..hintsfile import HintsFileError, parse_hint_option, read_hints_file
+
+    if not points and hints_file is None and reference is None:
+        return None
+    try:
+        from_file = read_hints_file(hints_file).hints if hints_file is not None else Hints()
+        extra = tuple(parse_hint_option(text) for text in points or ())
+    except (HintsFileError, ValueError) as exc:
+        fail(str(exc))
+    if reference is not None and not reference.is_file():
+        fail(f"--reference {reference}: no such file")
+    return Hints(from_file.points + extra, reference if reference is not None else from_file.reference)
