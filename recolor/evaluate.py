@@ -61,6 +61,7 @@ class EvalPlan:
     backbone: Any
     labels: Labels
     notes: list[str]  # what the figures will need said about them (skipped metrics, labels)
+    seed: int = 0  # draws the points --hints reveals
 
     @property
     def rows(self) -> list[str]:
@@ -126,7 +127,7 @@ def plan_evaluation(settings: EvalSettings) -> EvalPlan:
     notes: list[str] = []
     classifier, backbone = load_judges(settings, options, device, notes)
     labels = choose_labels(classifier, photos, data, notes) if classifier is not None else Labels()
-    return EvalPlan(data, photos, contenders, options, size, device, classifier, backbone, labels, notes)
+    return EvalPlan(data, photos, contenders, options, size, device, classifier, backbone, labels, notes, settings.seed)
 
 
 # --- the scoring loop ---------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def _scored_batch(plan: EvalPlan, cropped: CroppedChunk, start: int) -> ScoredBa
     truth = as_float(truth_u8)
     lightness = rgb_to_lightness(truth)
     rows_u8 = {"real": truth_u8, "grey": (grey_rgb(truth) * 255).round().clamp(0, 255).to(torch.uint8)}
-    rows_u8.update(contender_outputs(plan.contenders, truth_u8, cropped.predicted))
+    rows_u8.update(contender_outputs(plan.contenders, truth_u8, cropped.predicted, [position for position, _ in cropped.kept], plan.seed))
     labels = None
     if plan.classifier is not None:
         labels = plan.labels.for_batch(plan.classifier, [position for position, _ in cropped.kept], truth)

@@ -69,6 +69,10 @@ class HintPoint:
     x: float
     y: float
     rgb: tuple[int, int, int]
+    # simulated points (``recolor evaluate --hints N``) carry the truth's exact mean ab and their
+    # patch side at the network's input; a person's point leaves both None
+    ab: tuple[float, float] | None = None
+    patch: int | None = None
 
     @classmethod
     def of(cls, point: "HintPoint | Sequence") -> "HintPoint":
@@ -96,13 +100,13 @@ def local_hint_image(points: Sequence[HintPoint], photo_size: tuple[int, int], s
     height, width = size
     image = torch.zeros(LOCAL_HINT_CHANNELS, height, width)
     for point in points:
-        a, b = colour_ab(point.rgb)
+        a, b = point.ab if point.ab is not None else colour_ab(point.rgb)
+        patch_side = point.patch or patch
         column = min(width - 1, int(point.x / photo_size[0] * width))
         row = min(height - 1, int(point.y / photo_size[1] * height))
-        top, left = max(0, row - patch // 2), max(0, column - patch // 2)
-        image[0, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = a
-        image[1, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = b
-        image[2, top:row - patch // 2 + patch, left:column - patch // 2 + patch] = 1.0
+        top, left = row - patch_side // 2, column - patch_side // 2
+        window = (slice(max(0, top), top + patch_side), slice(max(0, left), left + patch_side))
+        image[0][window], image[1][window], image[2][window] = a, b, 1.0
     return image
 
 
@@ -149,6 +153,23 @@ def simulate_local_hints(ab: torch.Tensor, points: torch.Tensor | Sequence[int],
             hints[index, :2, window[0], window[1]] = ab[index, :, window[0], window[1]].float().mean(dim=(1, 2), keepdim=True)
             hints[index, 2, window[0], window[1]] = 1.0
     return hints
+
+
+def revealed_points(ab: torch.Tensor, count: int, patch: int, network_size: int, generator: torch.Generator) -> tuple[HintPoint, ...]:
+    """``count`` points of one photo's true normalised ab ``(2, H, W)`` as ``recolor evaluate --hints N``
+    reveals them (Zhang 2017's evaluation): uniform random ``patch`` x ``patch`` squares, each given
+    as its centre and the truth's mean ab there, drawn at the network's input as a square of the
+    same share of the photo."""
+    _, height, width = ab.shape
+    side = min(patch, height, width)
+    drawn = max(1, round(side * network_size / max(height, width)))
+    points = []
+    for _ in range(count):
+        top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+        mean = ab[:, top:top + side, left:left + side].float().mean(dim=(1, 2))
+        points.append(HintPoint(left + side / 2, top + side / 2, (0, 0, 0), ab=(float(mean[0]), float(mean[1])), patch=drawn))
+    return tuple(points)
 
 
 def training_point_counts(batch: int, none_share: float = 0.125, generator: torch.Generator | None = None) -> list[int]:

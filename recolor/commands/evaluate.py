@@ -31,6 +31,7 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="Models' autocast: auto, fp32, bf16, fp16.")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    hints: Annotated[Optional[list[int]], typer.Option("--hints", min=0, max=256, help="Also score each hint-taking model with N points revealed from the truth (seeded 6x6 patch means), a row per N; repeatable: --hints 0 --hints 1 --hints 10.")] = None,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
     from rich.console import Console
@@ -45,6 +46,7 @@ def evaluate(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
         classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,
         is_splits=is_splits, batch_size=batch_size, device=device, precision=precision, seed=seed, report_samples=report_samples, chroma=chroma,
+        hints=sorted(set(hints or [])),
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:

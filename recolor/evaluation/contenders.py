@@ -32,6 +32,7 @@ class Contender:
     colorizer: object | None = None
     sampler: object | None = None  # a recolor.diverse.DiverseSampler
     predictions: dict[Path, Path] | None = None
+    hint_points: int = 0  # --hints N: points revealed from the truth of each photo (hint-taking models)
 
 
 def load_contenders(settings: EvalSettings) -> list[Contender]:
@@ -48,8 +49,11 @@ def load_contenders(settings: EvalSettings) -> list[Contender]:
         except (CheckpointError, KeyError, ValueError) as exc:
             raise EvaluationError(f"--model {model}: {exc.args[0] if exc.args else exc}") from None
         name = row_name(str(model), colorizer.name) + (f" (chroma {settings.chroma:g})" if settings.chroma != 1.0 else "")
-        contenders.append(Contender(name, "model", str(model), colorizer=colorizer,
-                                    sampler=diverse_sampler(colorizer, wants_dropout)))
+        if any(settings.hints) and not colorizer.takes_hints:
+            raise EvaluationError(f"--hints with --model {model}: it takes no hints (the default, effnet-unet, does)")
+        for points in settings.hints or [0]:
+            contenders.append(Contender(name + (f" +{points} hints" if settings.hints else ""), "model", str(model), colorizer=colorizer,
+                                        sampler=diverse_sampler(colorizer, wants_dropout), hint_points=points))
     for option in settings.predictions:
         name, folder = parse_prediction_option(option)
         contenders.append(Contender(name, "predictions", str(folder), predictions=prediction_index(folder)))
@@ -79,11 +83,27 @@ def row_name(model: str, spec_name: str) -> str:
     return label if spec_name in label else f"{spec_name} ({label})"
 
 
-def colorize_batch(colorizer, truth_u8: torch.Tensor) -> torch.Tensor:
+REVEALED_PATCH = 6  # --hints N reveals 6x6 patches of the truth (Zhang 2017's evaluation)
+
+
+def colorize_batch(colorizer, truth_u8: torch.Tensor, hint_points: int = 0, positions: list[int] | None = None, seed: int = 0) -> torch.Tensor:
     """uint8 RGB (B, 3, S, S) for the colour photos (B, 3, S, S) uint8, exactly as `recolor colorize`
-    makes it from each photo's file (it keeps the photo's lightness and replaces its colour)."""
+    makes it from each photo's file (it keeps the photo's lightness and replaces its colour).
+
+    ``hint_points`` > 0: that many points revealed from each photo's truth (:func:`revealed_points`),
+    drawn from ``seed`` and the photo's position in the evaluation (``positions``), so a photo gets
+    the same points whatever the batch size."""
     photos = [DecodedPhoto(path=None, pixels=rgb.permute(1, 2, 0).contiguous(), was_colour=True) for rgb in truth_u8]
-    outputs, ready = colorizer.colorize_photos(photos)
+    hints = None
+    if hint_points:
+        from ..color import rgb_to_lab_normalized
+        from ..hints import Hints, revealed_points
+
+        truth_ab = rgb_to_lab_normalized(truth_u8.float() / 255.0)[1]
+        positions = positions if positions is not None else list(range(len(photos)))
+        hints = [Hints(revealed_points(ab, hint_points, REVEALED_PATCH, colorizer.size, torch.Generator().manual_seed(seed * 1_000_003 + position)))
+                 for ab, position in zip(truth_ab, positions)]
+    outputs, ready = colorizer.colorize_photos(photos, hints)
     if ready is not None:
         ready.synchronize()
     return torch.stack([rgb.permute(2, 0, 1) for rgb in outputs])
@@ -99,7 +119,8 @@ def join_samples(lightness: torch.Tensor, samples_ab: torch.Tensor) -> torch.Ten
     ])
 
 
-def contender_outputs(contenders: list[Contender], truth_u8: torch.Tensor, predicted: dict[str, list[np.ndarray]]) -> dict[str, torch.Tensor]:
+def contender_outputs(contenders: list[Contender], truth_u8: torch.Tensor, predicted: dict[str, list[np.ndarray]],
+                      positions: list[int] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
     """uint8 RGB (B, 3, S, S) of every contender for one batch: models colorize the photos, folders give their crops."""
-    return {contender.name: colorize_batch(contender.colorizer, truth_u8) if contender.colorizer is not None
+    return {contender.name: colorize_batch(contender.colorizer, truth_u8, contender.hint_points, positions, seed) if contender.colorizer is not None
             else torch.from_numpy(np.stack(predicted[contender.name])) for contender in contenders}

@@ -32,3 +32,4 @@ class EvalSettings:
     precision: str = "auto"
     seed: int = 0
     report_samples: int = 8
+    hints: list[int] = field(default_factory=list)  # --hints N: a row per N with N points revealed from the truth

@@ -43,12 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ab_bins import annealed_mean, gamut_bin_centres
-from ..color import lab_normalized_to_rgb
+from ..ab_bins import SOFT_SIGMA, annealed_mean, gamut_bin_centres
+from ..color import AB_SCALE, lab_normalized_to_rgb
 from ..hints import LOCAL_HINT_CHANNELS, global_hint_length
 from ..registry import Config, ModelSpec, register_model
 
 ENCODERS = ("lite0", "lite1", "lite2")
+HINT_GAIN_SCALE = 100.0
 HEADS = ("regression", "classification")
 
 
@@ -95,8 +96,10 @@ class HintEncoder(nn.Module):
     def __init__(self, widths: tuple[int, int, int] = (32, 64, 96), global_width: int = 256) -> None:
         super().__init__()
         quarter, eighth, sixteenth = widths
-        # input at 1/4: the hints' mean ab where any hint is, a 0/1 "hinted" mask and the share of the cell hinted
-        self.quarter = nn.Sequential(nn.Conv2d(4, quarter, 3, padding=1), nn.ReLU(inplace=True),
+        # input at 1/4: the hints' colour as a soft distribution over the ab bins where any hint is,
+        # a 0/1 "hinted" mask and the share of the cell hinted
+        self.register_buffer("bin_centres", gamut_bin_centres(), persistent=False)
+        self.quarter = nn.Sequential(nn.Conv2d(len(self.bin_centres) + 2, quarter, 3, padding=1), nn.ReLU(inplace=True),
                                      nn.Conv2d(quarter, quarter, 3, padding=1), nn.ReLU(inplace=True))
         self.eighth = nn.Sequential(nn.Conv2d(quarter, eighth, 3, stride=2, padding=1), nn.ReLU(inplace=True),
                                     nn.Conv2d(eighth, eighth, 3, padding=2, dilation=2), nn.ReLU(inplace=True))
@@ -105,24 +108,31 @@ class HintEncoder(nn.Module):
         self.global_mlp = nn.Sequential(nn.Linear(global_hint_length(), global_width), nn.ReLU(inplace=True))
         self.widths, self.global_width = widths, global_width
 
-    @staticmethod
-    def quarter_input(local_hints: torch.Tensor) -> torch.Tensor:
+    def quarter_input(self, local_hints: torch.Tensor) -> torch.Tensor:
+        """(B, Q + 2, H/4, W/4): the hinted colour as a distribution over the bins (a Gaussian of
+        SOFT_SIGMA Lab units around it, as the training targets are encoded), the hinted mask, the coverage."""
         mask = local_hints[:, 2:3]
         coverage = F.avg_pool2d(mask, 4)
         ab = F.avg_pool2d(local_hints[:, :2] * mask, 4) / coverage.clamp_min(1e-6)
         hinted = (coverage > 0).to(ab.dtype)
-        return torch.cat((ab * hinted, hinted, coverage), dim=1)
+        # squared distance of the hint's ab to every bin centre, in Lab units, without topk (exports to ONNX)
+        centres = self.bin_centres.to(ab.dtype).view(1, -1, 2, 1, 1)
+        distances = ((ab[:, None] - centres) * AB_SCALE).pow(2).sum(dim=2)
+        encoded = torch.softmax(-distances / (2 * SOFT_SIGMA**2), dim=1) * hinted
+        return torch.cat((encoded, hinted, coverage), dim=1)
 
-    def forward(self, local_hints: torch.Tensor, global_hints: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        quarter = self.quarter(self.quarter_input(local_hints))
+    def forward(self, local_hints: torch.Tensor, global_hints: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Features at 1/16, 1/8, 1/4; the global vector; the encoded hints at 1/4 (B, Q, h, w)."""
+        encoded = self.quarter_input(local_hints)
+        quarter = self.quarter(encoded)
         eighth = self.eighth(quarter)
-        return [self.sixteenth(eighth), eighth, quarter], self.global_mlp(global_hints)
+        return [self.sixteenth(eighth), eighth, quarter], self.global_mlp(global_hints), encoded[:, :-2]
 
 
 class EfficientNetUNet(nn.Module):
     # modules that start at zero: fine-tuning a hint-taking network from a plain one's weights
     # (`recolor train --init-from ... --set hints=true`) keeps them as built
-    zero_started = ("hint_encoder.", "hint_injections.", "hint_head.", "global_injection.", "global_head.")
+    zero_started = ("hint_encoder.", "hint_injections.", "hint_head.", "global_injection.", "global_head.", "hint_gain")
 
     def __init__(self, encoder: str = "lite0", decoder_widths: tuple[int, ...] = (160, 96, 64),
                  head: str = "classification", temperature: float = 0.38, colour_boost: float = 0.0,
@@ -156,6 +166,12 @@ class EfficientNetUNet(nn.Module):
             self.hint_head = zero_conv(self.hint_encoder.widths[0], head_width)  # a direct path to the colour
             self.global_injection = zero_linear(self.hint_encoder.global_width, stage_inputs[0])
             self.global_head = zero_linear(self.hint_encoder.global_width, head_width)
+            # the simplest use of a hint, learnt first: where a hint was given, multiply the
+            # predicted distribution by the hint colour's own raised to a gain (a product of
+            # experts: gain x log q_hint added to the logits; a constant, so no change, elsewhere).
+            # The gain starts at zero and is stored / HINT_GAIN_SCALE, so that Adam's steps of
+            # about the learning rate move it in tens of steps, not thousands
+            self.hint_gain = nn.Parameter(torch.zeros(1))
 
     @property
     def multiple(self) -> int:
@@ -177,7 +193,7 @@ class EfficientNetUNet(nn.Module):
                 local_hints = skips[0].new_zeros(batch, LOCAL_HINT_CHANNELS, 2 * height, 2 * width)
             if global_hints is None:
                 global_hints = skips[0].new_zeros(batch, global_hint_length())
-            hint_features, global_features = self.hint_encoder(local_hints.to(skips[0].dtype), global_hints.to(skips[0].dtype))
+            hint_features, global_features, encoded = self.hint_encoder(local_hints.to(skips[0].dtype), global_hints.to(skips[0].dtype))
         x = skips[-1]
         for stage, (block, skip) in enumerate(zip(self.decoder, skips[3:0:-1])):
             x = torch.cat((F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip.to(x.dtype)), dim=1)
@@ -189,6 +205,8 @@ class EfficientNetUNet(nn.Module):
         output = self.output(x)
         if hinted:
             output = output + self.hint_head(hint_features[-1]) + self.global_head(global_features)[:, :, None, None]
+            if self.head == "classification":
+                output = output + (HINT_GAIN_SCALE * self.hint_gain) * torch.log(encoded + 1e-3)
         return output
 
     def quarter_output(self, lightness: torch.Tensor, local_hints: torch.Tensor | None = None,

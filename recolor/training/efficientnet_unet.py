@@ -90,7 +90,11 @@ class EffNetUNetRecipe(Recipe):
         self.loss = config["loss"]
         generator = self.networks["generator"] = spec.build(config)
         self.encoder_frozen = float(config["encoder_lr"]) == 0
-        groups = [{"params": [p for name, p in generator.named_parameters() if not name.startswith("encoder.")], "lr": config["lr"]}]
+        # the zero-started hint modules learn at their own (higher) rate: the rest is trained already
+        hint_modules = tuple(getattr(generator, "zero_started", ())) if getattr(generator, "takes_hints", False) else ()
+        groups = [{"params": [p for name, p in generator.named_parameters() if not name.startswith(("encoder.", *hint_modules))], "lr": config["lr"]}]
+        if hint_modules:
+            groups.append({"params": [p for name, p in generator.named_parameters() if name.startswith(hint_modules)], "lr": config["hint_lr"]})
         if self.encoder_frozen:
             generator.encoder.requires_grad_(False)
         else:
@@ -221,5 +225,6 @@ attach_recipe("effnet-unet", EffNetUNetRecipe, {
     # simulated hints, for a network built with hints=true (Zhang 2017: P(no point) 1/8, patches 1-9 px)
     "hint_none_share": 0.125,
     "hint_max_patch": 9,
+    "hint_lr": 1e-3,  # the zero-started hint modules' learning rate
     "global_hint_share": 0.3,
 }, tiny={"encoder_weights": "none"})
