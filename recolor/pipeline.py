@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Iterable, Iterator
 import torch
 from PIL import Image
 
-from .imageio.decoding import DEFAULT_MAX_PIXELS, ImageReadError, file_problem
+from .imageio.decoding import DEFAULT_MAX_PIXELS, ImageReadError, file_problem, silence_pillow_warnings
 from .imageio.encoders import save_image
 from .imageio.metadata import ImageMetadata
 from .imageio.photo import DecodedPhoto, decode_photo
@@ -105,10 +104,9 @@ def header_pixels(path: Path) -> int:
     if file_problem(path):
         return 0
     try:
-        with warnings.catch_warnings():  # the size is checked where the file is decoded (--max-pixels)
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.width * image.height
+        silence_pillow_warnings()  # a DecompressionBombWarning: the size is checked where the file is decoded (--max-pixels)
+        with Image.open(path) as image:
+            return image.width * image.height
     except Exception:  # noqa: BLE001 - any failure is reported by the decode step, with its reason
         return 0
 

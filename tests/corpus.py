@@ -126,7 +126,60 @@ def dead_pid() -> int:
 def stale_temp_file(folder: Path, name: str, pid: int) -> Path:
     """What a write killed by SIGKILL leaves behind: recolor's hidden temporary file."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".{name}.recolor-{pid}-abc123.tmp"
+    path = folder / f".{name}.recolor-{pid}-abc12345.tmp"  # mkstemp's 8 random characters
     path.write_bytes(b"x" * 100)
     return path
 
+
+
+def foreign_temp_file(folder: Path, name: str = ".notes.abcdefgh.tmp", age_s: float = 7200) -> Path:
+    """Someone else's hidden temporary file, shaped like mkstemp's names and hours old."""
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"a user's unsaved notes")
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+    return path
+
+
+def noise_photo(path: Path, size: tuple[int, int] = (256, 256), seed: int = 0) -> Path:
+    """A grey photo of random noise: its colorization compresses to nothing, so the output is big."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0]), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def grey_ramp(size: tuple[int, int] = (64, 32)) -> np.ndarray:
+    """8-bit grey levels 20..235, rising from left to right (H, W) uint8: the reference of the TIFFs below."""
+    width, height = size
+    return np.tile(np.linspace(20, 235, width), (height, 1)).round().astype(np.uint8)
+
+
+def tiff_of_samples(path: Path, samples: np.ndarray, **options) -> Path:
+    """A one-channel TIFF holding ``samples`` as they are (float32, int32, uint32...), written by tifffile."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, samples, photometric="minisblack", **options)
+    return path
+
+
+def bilevel_tiff(path: Path, compression: str = "group4", size: tuple[int, int] = (64, 32)) -> Path:
+    """A black-and-white fax-style TIFF (CCITT Group 3 or 4): Pillow reads it as mode '1'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grey_ramp(size) > 127).save(path, compression=compression)
+    return path
+
+
+def premultiplied_alpha_tiff(path: Path, alpha: int = 128) -> Path:
+    """A grey TIFF with associated (premultiplied) alpha: Pillow reads it as mode 'La'."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ramp = grey_ramp()
+    premultiplied = (ramp.astype(np.uint16) * alpha // 255).astype(np.uint8)
+    tifffile.imwrite(path, np.dstack([premultiplied, np.full_like(ramp, alpha)]), photometric="minisblack",
+                     extrasamples=["assocalpha"], planarconfig="contig")
+    return path

@@ -156,8 +156,7 @@ def test_an_unwritable_output_folder_is_refused_before_the_model_is_loaded(tmp_p
 def test_max_pixels_refuses_and_allows_and_pillow_never_warns(tmp_path, photos, tiny_pix2pix_checkpoint, monkeypatch):
     Image.fromarray(grey_scan(photos, 100, 100)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # Pillow would warn about a 10,000-pixel image
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are (a caller's "always" would show them)
         refused = run("colorize", tmp_path / "big.png", "-o", tmp_path / "a", "--model", tiny_pix2pix_checkpoint, "-q", "--max-pixels", "9999")
         allowed = run("colorize", tmp_path / "big.png", "-o", tmp_path / "b", "--model", tiny_pix2pix_checkpoint, "-q", "--max-pixels", "10000")
     assert refused.exit_code == 1 and "too large" in refused.output and "--max-pixels" in refused.output

@@ -1,10 +1,19 @@
+import io
+import os
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import color as skcolor
 
+import corpus
 from recolor.imageio import (
-    ImageReadError, list_image_files, decode_photo, open_image, output_format, save_image,
+    ImageReadError, list_image_files, decode_photo, open_image, output_format, remove_stale_temp_files, save_image,
 )
 
 
@@ -198,3 +207,130 @@ def test_list_image_files_recurses_and_skips_hidden(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.relative_to(tmp_path).as_posix() for p in list_image_files(tmp_path)] == ["x.jpg", "a/y.PNG", "a/b/z.tif"]
     assert len(list_image_files(tmp_path, all_files=True)) == 4
+
+
+# --- issue 29: files -----------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_writing_from_threads_never_touches_the_process_umask(tmp_path, monkeypatch):
+    """Item 3: os.umask can only be read by setting it, for the whole process, so reading it per
+    file from the write threads raced (files and the process left at another thread's 022).
+    It is read once, at import; a write never calls os.umask."""
+    calls = []
+    umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or umask(mask))
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    threads = [threading.Thread(target=save_image, args=(tmp_path / f"{i}.png", rgb)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [] and len(list(tmp_path.glob("*.png"))) == 4
+
+
+def test_files_written_under_umask_077_stay_private(tmp_path):
+    script = (
+        "import os, sys, threading\n"
+        "from recolor.imageio import atomic_write_bytes\n"
+        "def write(n):\n"
+        "    for i in range(50):\n"
+        "        atomic_write_bytes(os.path.join(sys.argv[1], f'{n}-{i}'), b'x')\n"
+        "threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(oct(os.umask(0o077)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                          preexec_fn=lambda: os.umask(0o077), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0o77"  # the process's umask as it was
+    modes = {oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()}
+    assert modes == {"0o600"}
+
+
+def test_the_temp_cleaner_removes_only_files_with_recolors_mark(tmp_path):
+    """Item 4: a hidden '.NAME.XXXXXXXX.tmp' an hour old is someone else's file, however it looks."""
+    notes = corpus.foreign_temp_file(tmp_path, ".notes.abcdefgh.tmp")
+    lookalike = corpus.foreign_temp_file(tmp_path, ".a.jpg.k3j_x9q2.tmp")  # what recolor's names were before they had a PID
+    ours = corpus.stale_temp_file(tmp_path, "x.jpg", corpus.dead_pid())
+    assert remove_stale_temp_files(tmp_path) == 1
+    assert notes.exists() and lookalike.exists() and not ours.exists()
+
+
+def _limit_file_size(limit: int):
+    """For a child process: files beyond ``limit`` bytes cannot be written (EFBIG), as on a full disk.
+    Python ignores SIGXFSZ, so the write fails instead of killing the process."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_write_that_does_not_fit_fails_and_leaves_nothing(tmp_path):
+    """Item 5: Pillow's encoders write with C write() calls whose short writes go unnoticed; on a
+    full disk a truncated PNG was renamed into place as if whole."""
+    script = (
+        "import sys, numpy as np\n"
+        "from recolor.imageio import save_image\n"
+        "noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)  # about 100 KB as a JPEG\n"
+        "try:\n"
+        "    save_image(sys.argv[1] + '/big.jpg', noise)\n"
+        "    print('saved')\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+        "save_image(sys.argv[1] + '/small.png', np.zeros((8, 8, 3), np.uint8))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                          preexec_fn=_limit_file_size(40_000), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "refused"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]  # no truncated big.jpg, no temporary
+
+
+def test_images_encode_onto_a_stream(tmp_path):
+    """Item 5: the encoders write to any binary stream; save_image is that, in memory, then an atomic write."""
+    from recolor.imageio import write_image
+
+    rgb = np.random.default_rng(1).integers(0, 65535, (6, 5, 3), dtype=np.uint16)
+    for fmt in ("PNG", ".tif", "jpg"):
+        stream = io.BytesIO()
+        write_image(stream, rgb, fmt)
+        path = save_image(tmp_path / f"x.{fmt.strip('.').lower()}", rgb)
+        assert stream.getvalue() == path.read_bytes()
+    stream = io.BytesIO()
+    write_image(stream, rgb, "png")
+    assert png_pixels(stream.getvalue()).dtype == np.uint16  # 16-bit stays 16-bit on a stream too
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    import png
+
+    width, height, rows, info = png.Reader(bytes=data).asDirect()
+    return np.vstack([np.asarray(row, dtype=np.uint16 if info["bitdepth"] == 16 else np.uint8) for row in rows])
+
+
+def test_decoding_threads_never_swap_the_warning_filters(tmp_path, monkeypatch):
+    """Item 16: warnings.catch_warnings swaps the process-wide filter list; entered from decode and
+    feeder threads at once, it can leave the process with another thread's filters."""
+    import warnings
+
+    from recolor.imageio import probe_image
+    from recolor.pipeline import header_pixels
+
+    entered = []
+    catch_warnings = warnings.catch_warnings
+    monkeypatch.setattr(warnings, "catch_warnings", lambda *a, **k: entered.append(1) or catch_warnings(*a, **k))
+    path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
+    probe_image(path)
+    header_pixels(path)
+    decode_photo(path)
+    assert entered == []
+
+
+def test_pillow_warnings_stay_silent_without_catch_warnings(tmp_path):
+    """Pillow's multi-line warnings (a corrupt EXIF block) do not reach stderr: silenced once, at import."""
+    path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", "import sys; from recolor.imageio import image_metadata, open_image; image_metadata(open_image(sys.argv[1]))", str(path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""

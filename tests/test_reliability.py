@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -350,13 +349,37 @@ def test_stale_temporary_files_of_dead_runs_are_removed(tmp_path, grey_photo_pat
     out = tmp_path / "out"
     stale = corpus.stale_temp_file(out, "astronaut_grey.jpg", corpus.dead_pid())
     live = corpus.stale_temp_file(out, "other.jpg", os.getpid())  # a run that is still writing
-    legacy_old, legacy_new = out / ".a.jpg.k3j_x9q2.tmp", out / ".b.jpg.z8y7x6w5.tmp"  # written before temp names had a PID
-    for path, age in ((legacy_old, 7200), (legacy_new, 0)):
-        path.write_bytes(b"x")
-        os.utime(path, (time.time() - age, time.time() - age))
+    foreign = corpus.foreign_temp_file(out, ".notes.abcdefgh.tmp")  # a user's file, shaped like mkstemp's names, hours old
     clean_exit(cli("colorize", grey_photo_path, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q"), 0)
     assert not stale.exists() and live.exists()
-    assert not legacy_old.exists() and legacy_new.exists()
+    assert foreign.exists()  # without recolor's mark: never removed (issue 29, item 4)
+
+
+def test_a_full_disk_fails_the_file_and_a_rerun_redoes_it(tmp_path, photos, tiny_pix2pix_checkpoint):
+    """Issue 29, item 5: a write that does not fit (a file-size limit stands in for a full disk) is that
+    file's error, and nothing is left at its name, so the next run colorizes it instead of skipping it."""
+    import resource
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    # its colorization, about 40 KB, is one write() of Pillow's JPEG encoder, so only a check of what
+    # reached the file can see it cut short
+    corpus.noise_photo(folder / "noise.jpg", size=(200, 200))
+    corpus.grey_photo(folder / "small.jpg", photos["coffee"])
+    args = [sys.executable, "-m", "recolor.cli", "colorize", str(folder), "-o", str(out), "--model", str(tiny_pix2pix_checkpoint), "-q", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # noqa: E731 - Python ignores SIGXFSZ: writes fail with EFBIG
+    full = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=limit)
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, full.stdout.splitlines())}
+    assert statuses == {"noise.jpg": "error", "small.jpg": "ok"}
+    assert sorted(p.name for p in out.iterdir()) == ["small.jpg"]  # no truncated noise.jpg, no temporary
+    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, again.stdout.splitlines())}
+    assert statuses == {"noise.jpg": "ok", "small.jpg": "skipped"}
+    with Image.open(out / "noise.jpg") as written:
+        written.load()  # whole: it decodes
 
 
 def test_sigterm_removes_the_temporary_file_of_a_write(tmp_path):
@@ -454,8 +477,7 @@ def test_a_missing_ghostscript_is_not_called_corrupt(tmp_path):
 
 def test_pillow_warnings_do_not_leak(tmp_path):
     path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are (a caller's "always" would show them)
         decode_photo(path)
     assert [str(w.message) for w in caught] == []
 

@@ -10,23 +10,36 @@ One module per job:
 * :mod:`.listing` -- the image files below a folder;
 * :mod:`.api_input` -- what the Python API takes as a photo (path, Pillow image, numpy array).
 
-The names below are re-exported so that ``from recolor.imageio import X`` keeps working.
+The names below are re-exported, each loaded with its module on first use, so that
+``from recolor.imageio import X`` keeps working.
 """
-from .api_input import PhotoLike, as_pil_image
-from .atomic import atomic_write_bytes, remove_stale_temp_files
-from .decoding import DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageReadError, allow_pixels, file_problem, open_image, probe_image
-from .encoders import extension_format, flatten_onto_white, output_format, save_image, to_8_bits
-from .listing import IMAGE_EXTENSIONS, list_image_files
-from .metadata import ImageMetadata, image_metadata, rgb_icc_profile
-from .photo import (
-    COLOUR_CHROMA_THRESHOLD, DecodedPhoto, decode_photo, finite_pixels, image_to_array, lightness_of, looks_colour,
-    mean_chroma, photo_from_pil, split_alpha,
-)
+from __future__ import annotations
 
-__all__ = [
-    "COLOUR_CHROMA_THRESHOLD", "DEFAULT_MAX_PIXELS", "FRAMES_INFO", "IMAGE_EXTENSIONS", "DecodedPhoto", "ImageMetadata",
-    "ImageReadError", "PhotoLike", "allow_pixels", "as_pil_image", "atomic_write_bytes", "decode_photo", "extension_format",
-    "file_problem", "finite_pixels", "flatten_onto_white", "image_metadata", "image_to_array", "lightness_of",
-    "list_image_files", "looks_colour", "mean_chroma", "open_image", "output_format", "photo_from_pil", "probe_image",
-    "remove_stale_temp_files", "rgb_icc_profile", "save_image", "split_alpha", "to_8_bits",
-]
+import importlib
+
+# Each name's module, imported on first use: writing a file (checkpoint.py, training) needs
+# neither torch nor the decoders.
+_HOMES = {
+    "PhotoLike": "api_input", "as_pil_image": "api_input",
+    "atomic_write_bytes": "atomic", "remove_stale_temp_files": "atomic",
+    "DEFAULT_MAX_PIXELS": "decoding", "FRAMES_INFO": "decoding", "ImageReadError": "decoding", "allow_pixels": "decoding",
+    "file_problem": "decoding", "open_image": "decoding", "probe_image": "decoding",
+    "encode_image": "encoders", "extension_format": "encoders", "flatten_onto_white": "encoders", "image_format": "encoders",
+    "output_format": "encoders", "save_image": "encoders", "to_8_bits": "encoders", "write_image": "encoders",
+    "IMAGE_EXTENSIONS": "listing", "list_image_files": "listing",
+    "ImageMetadata": "metadata", "image_metadata": "metadata", "rgb_icc_profile": "metadata",
+    "COLOUR_CHROMA_THRESHOLD": "photo", "DecodedPhoto": "photo", "decode_photo": "photo", "finite_pixels": "photo",
+    "image_to_array": "photo", "lightness_of": "photo", "looks_colour": "photo", "mean_chroma": "photo",
+    "photo_from_pil": "photo", "split_alpha": "photo",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

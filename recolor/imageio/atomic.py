@@ -4,27 +4,37 @@ files that a killed run left behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
 from typing import IO, Iterator
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status);
+    elsewhere by setting and restoring it, which only this module's import does."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-# Temporary files are named ".NAME.recolor-PID-RANDOM.tmp": a later run removes those whose
-# process is gone (killed with SIGKILL, power cut), and nothing else. Versions before had no PID
-# (".NAME.RANDOM.tmp", mkstemp's 8 characters): those are removed once an hour old.
+# Read once, at import: os.umask can only be read by setting it, for the whole process, so
+# reading it per file from the writing threads raced (a thread could restore another's 022 and
+# leave the process, and the files it wrote meanwhile, world-readable).
+_UMASK = _read_umask()
+
+# Temporary files are named ".NAME.recolor-PID-RANDOM.tmp" (RANDOM: mkstemp's 8 characters): a
+# later run removes those whose process is gone (killed with SIGKILL, power cut), and nothing
+# else: a hidden ".NAME.XXXXXXXX.tmp" without the mark is someone else's file.
 _TEMP_MARK = "recolor-"
-_STALE_TEMP = re.compile(r"^\..+\.recolor-(\d+)-[^.]+\.tmp$")
-_LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-_LEGACY_TEMP_AGE_S = 3600
+_STALE_TEMP = re.compile(r"^\..+\.recolor-(\d+)-[a-z0-9_]{8}\.tmp$")
 
 
 @contextlib.contextmanager
@@ -38,7 +48,7 @@ def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -73,12 +83,18 @@ def remove_stale_temp_files(folder: str | Path) -> int:
 
 def _is_stale_temp(entry: os.DirEntry) -> bool:
     match = _STALE_TEMP.match(entry.name)
-    if match:
-        return not _process_alive(int(match.group(1)))
-    return bool(_LEGACY_TEMP.match(entry.name)) and time.time() - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_TEMP_AGE_S
+    return bool(match) and not _process_alive(int(match.group(1)))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes to path through a temporary file and a rename (same folder, same filesystem)."""
+    """Write bytes to path through a temporary file and a rename (same folder, same filesystem).
+
+    The temporary file's size is checked before the rename: whatever the filesystem did with the
+    writes (a full disk, a quota), the target is the whole of ``data`` or is left as it was.
+    """
     with _atomic_file(Path(path)) as handle:
         handle.write(data)
+        handle.flush()
+        written = os.fstat(handle.fileno()).st_size
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"only {written:,} of {len(data):,} bytes reached the file", str(path))

@@ -18,6 +18,27 @@ DEFAULT_MAX_PIXELS = 150_000_000
 
 FRAMES_INFO = "recolor.frames"  # open_image notes the frame count of animated GIF/TIFF/WebP here
 
+_PILLOW_MODULES = r"PIL(\.|$)"
+
+
+def silence_pillow_warnings() -> None:
+    """Ignore the warnings raised inside Pillow's own modules (a corrupt EXIF block, odd TIFF tags,
+    an image near Pillow's size guard): they span lines and repeat what a real problem raises.
+
+    A filter added to the process's list when it is missing, not ``warnings.catch_warnings``
+    around each decode: that swaps the whole list, and files are decoded in several threads at
+    once, so one thread could restore another's list (or leave the process ignoring everything).
+    Checked on every open, since a caller may have reset the filters since (pytest does, after
+    collecting tests).
+    """
+    for action, _message, _category, module, _line in warnings.filters:
+        if action == "ignore" and module is not None and module.pattern == _PILLOW_MODULES:
+            return
+    warnings.filterwarnings("ignore", module=_PILLOW_MODULES)
+
+
+silence_pillow_warnings()
+
 
 class ImageReadError(Exception):
     """A file could not be read as an image; the message is one line and names the file."""
@@ -76,9 +97,9 @@ def probe_image(path: str | Path) -> None:
     """
     path = Path(path)
     _check_regular_file(path)
+    silence_pillow_warnings()
     try:
-        with _pillow_read_errors(describe_source(path)), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's warnings span lines; a real problem raises
+        with _pillow_read_errors(describe_source(path)):
             with Image.open(path):
                 pass
     except Image.DecompressionBombError:
@@ -97,9 +118,9 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     path = Path(path)
     name = describe_source(path)
     _check_regular_file(path)
+    silence_pillow_warnings()
     try:
-        with _pillow_read_errors(name), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's warnings span lines (corrupt EXIF...); a real problem raises
+        with _pillow_read_errors(name):
             # our own handle: Pillow then leaves the decoded pixels alive when the file closes, so
             # the image is oriented in place instead of copied (72 MB saved on a 24 MP scan)
             with open(path, "rb") as handle:

@@ -9,7 +9,7 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from .atomic import _atomic_file
+from .atomic import atomic_write_bytes
 from .metadata import TIFF_TEXT_TAGS, ImageMetadata
 
 _FORMAT_BY_EXTENSION = {
@@ -33,6 +33,50 @@ def output_format(path: str | Path) -> str:
         raise ValueError(f"{path}: {exc}") from None
 
 
+def image_format(name: str) -> str:
+    """Pillow's format name for a format ('PNG', 'tiff') or an extension ('.jpg', 'jpg'), or ValueError."""
+    if name.upper() in _FORMAT_BY_EXTENSION.values():
+        return name.upper()
+    return extension_format(name if name.startswith(".") else f".{name}")
+
+
+def write_image(
+    stream: IO[bytes],
+    rgb: np.ndarray,
+    fmt: str,
+    alpha: np.ndarray | None = None,
+    metadata: ImageMetadata | None = None,
+    quality: int = 95,
+) -> None:
+    """Encode (H, W, 3) uint8 or uint16 RGB as ``fmt`` (a format or an extension: 'PNG', '.tif')
+    onto a binary stream: an open file, an ``io.BytesIO``, a socket's file.
+
+    ``metadata`` (EXIF, RGB ICC profile, DPI, TIFF compression) is written where the format
+    holds it. uint16 pixels stay 16-bit in PNG and TIFF (opaque ones: Pillow holds no 16-bit
+    RGB, so pypng and tifffile write them) and are reduced to 8 bits elsewhere. Where the
+    format has no alpha channel, a transparent image is flattened onto white (the pixels hidden
+    under transparency are never shown).
+    """
+    fmt = image_format(fmt)
+    metadata = metadata or ImageMetadata()
+    if alpha is not None and fmt not in _FORMATS_WITH_ALPHA:
+        rgb, alpha = flatten_onto_white(rgb, alpha), None
+    if rgb.dtype == np.uint16 and (fmt not in ("PNG", "TIFF") or alpha is not None):
+        rgb = to_8_bits(rgb)
+    if rgb.dtype == np.uint16:
+        (_save_png_16 if fmt == "PNG" else _save_tiff_16)(stream, rgb, metadata)
+    else:
+        _save_with_pillow(stream, fmt, rgb, alpha, metadata, quality)
+
+
+def encode_image(rgb: np.ndarray, fmt: str, alpha: np.ndarray | None = None, metadata: ImageMetadata | None = None,
+                 quality: int = 95) -> bytes:
+    """The file :func:`write_image` writes, as bytes."""
+    encoded = io.BytesIO()
+    write_image(encoded, rgb, fmt, alpha, metadata, quality)
+    return encoded.getvalue()
+
+
 def save_image(
     path: str | Path,
     rgb: np.ndarray,
@@ -40,27 +84,17 @@ def save_image(
     metadata: ImageMetadata | None = None,
     quality: int = 95,
 ) -> Path:
-    """Write (H, W, 3) uint8 or uint16 RGB atomically; the format follows the extension.
+    """Write (H, W, 3) uint8 or uint16 RGB to ``path`` atomically, as :func:`write_image` encodes
+    it; the format follows the extension.
 
-    ``metadata`` (EXIF, RGB ICC profile, DPI, TIFF compression) is written where the format
-    holds it. uint16 pixels stay 16-bit in PNG and TIFF (opaque ones: Pillow holds no 16-bit
-    RGB, so pypng and tifffile write them) and are reduced to 8 bits elsewhere. Where the
-    format has no alpha channel, a transparent image is flattened onto white (the pixels hidden
-    under transparency are never shown). The image is written to a temporary file in the
-    destination folder and renamed over the target, so a crash never leaves a half-written file.
+    The image is encoded in memory first and then written to a temporary file in the destination
+    folder, checked, flushed to disk and renamed over the target: a crash never leaves a
+    half-written file, and neither does a full disk (Pillow's encoders write to a file descriptor
+    with C ``write()`` calls whose short writes go unnoticed, so a full disk used to commit a
+    truncated image). The encoded bytes cost at most the raw pixels' size while they are written.
     """
     path = Path(path)
-    fmt = output_format(path)
-    metadata = metadata or ImageMetadata()
-    if alpha is not None and fmt not in _FORMATS_WITH_ALPHA:
-        rgb, alpha = flatten_onto_white(rgb, alpha), None
-    if rgb.dtype == np.uint16 and (fmt not in ("PNG", "TIFF") or alpha is not None):
-        rgb = to_8_bits(rgb)
-    with _atomic_file(path) as handle:
-        if rgb.dtype == np.uint16:
-            (_save_png_16 if fmt == "PNG" else _save_tiff_16)(handle, rgb, metadata)
-        else:
-            _save_with_pillow(handle, fmt, rgb, alpha, metadata, quality)
+    atomic_write_bytes(path, encode_image(rgb, output_format(path), alpha, metadata, quality))
     return path
 
 
