@@ -37,6 +37,15 @@ def _apply_matrix(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,...jhw->...ihw", matrix, image)
 
 
+def _check_three_channels(image: torch.Tensor, what: str) -> None:
+    """One clear ValueError for an image that is not (..., 3, H, W), as kornia's conversions give,
+    instead of einsum's complaint about its operands."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor, not {type(image).__name__}")
+    if image.dim() < 3 or image.shape[-3] != 3:
+        raise ValueError(f"{what}: expected a tensor of shape (..., 3, H, W), got {tuple(image.shape)}")
+
+
 def _working_dtype(image: torch.Tensor) -> torch.Tensor:
     """Colour maths in half precision loses several Lab units: compute in float32 at least."""
     if not image.is_floating_point() or image.dtype in (torch.float16, torch.bfloat16):
@@ -59,7 +68,8 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB in [0, 1] -> Lab with L in [0, 100] and a, b roughly in [-110, 110]."""
+    """sRGB in [0, 1] -> Lab with L in [0, 100] and a, b roughly in [-110, 110]; (..., 3, H, W)."""
+    _check_three_channels(rgb, "rgb_to_lab")
     rgb = _working_dtype(rgb)
     xyz = _apply_matrix(srgb_to_linear(rgb), _matrix(XYZ_FROM_RGB, rgb))
     white = torch.tensor(D65_WHITE, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
@@ -73,7 +83,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """Lab -> sRGB in [0, 1], clipping colours that fall outside the sRGB gamut."""
+    """Lab -> sRGB in [0, 1], clipping colours that fall outside the sRGB gamut; (..., 3, H, W)."""
+    _check_three_channels(lab, "lab_to_rgb")
     lab = _working_dtype(lab)
     lightness, a, b = lab.unbind(dim=-3)
     fy = (lightness + 16.0) / 116.0
@@ -89,6 +100,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
     """The L channel alone, shaped (..., 1, H, W); cheaper than a full conversion."""
+    _check_three_channels(rgb, "rgb_to_lightness")
     rgb = _working_dtype(rgb)
     y = torch.einsum("j,...jhw->...hw", _matrix(XYZ_FROM_RGB[1], rgb), srgb_to_linear(rgb))
     f = torch.where(y > CIE_EPSILON, y.clamp_min(CIE_EPSILON).pow(1.0 / 3.0), CIE_LINEAR_SLOPE * y + 16.0 / 116.0)

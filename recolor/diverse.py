@@ -22,7 +22,9 @@ k-means (the paper's procedure); the cluster centres come out largest cluster fi
 Every sampler returns normalised ab at its model's resolution; the fields are upsampled smoothly
 and joined to the photo's own full-resolution lightness (:func:`recolor.inference.join_lightness`),
 so each output has the input's size and lightness. One seed per photo: a photo's samples do not
-depend on the other photos of its batch, and the same seed gives the same pictures.
+depend on the other photos of its batch, and the same seed gives the same pictures (``sample_ab``
+also takes a seed for each photo, as ``recolor evaluate`` gives them, so that its figures do not
+depend on the batch size).
 """
 from __future__ import annotations
 
@@ -33,15 +35,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .checkpoint import CheckpointError
-from .color import lab_to_rgb, output_to_ab
+from .color import output_to_ab
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.photo import DecodedPhoto, photo_from_pil
-from .inference import ColorizeResult, Colorizer, check_finite, join_lightness
+from .inference import ColorizeResult, Colorizer, check_finite, join_to_host
 from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
 from .registry import get_model_spec
 
@@ -62,7 +62,7 @@ class DiverseSamples:
 class DiverseResult:
     """One photo's k colorizations at its full resolution."""
 
-    images: list[np.ndarray]  # k arrays (H, W, 3) uint8
+    images: list[np.ndarray]  # k arrays (H, W, 3) uint8, or uint16 for a photo decoded at 16 bits or more
     labels: list[str]
     alpha: np.ndarray | None
     was_colour: bool
@@ -100,8 +100,9 @@ class DiverseSampler:
         if k < 1:
             raise ValueError("k must be at least 1")
 
-    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
-        """k normalised ab fields for each normalised L (B, 1, s, s) at the model's input size."""
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
+        """k normalised ab fields for each normalised L (B, 1, s, s) at the model's input size;
+        ``seed`` is every photo's, or one per photo."""
         raise NotImplementedError
 
     def _input(self, lightness: torch.Tensor) -> torch.Tensor:
@@ -109,17 +110,24 @@ class DiverseSampler:
         return x.contiguous(memory_format=torch.channels_last) if self.colorizer.channels_last else x
 
     def sample_photos(self, images: Sequence[DecodedPhoto], k: int, method: str = "topk", seed: int = 0) -> list[DiverseResult]:
-        """k full-resolution colorizations of each photo (batched through the network)."""
+        """k full-resolution colorizations of each photo (batched through the network), 16 bits per
+        channel for photos decoded at 16 bits or more (their lightness keeps its depth)."""
         if not images:
             return []
         samples = self.sample_ab(torch.stack([self.model_input(image) for image in images]), k, method, seed)
         check_finite(samples.ab)
         results = []
         for index, image in enumerate(images):
-            fields = samples.ab[index]
-            pictures = [join_lightness(image.lightness, field, self.device) for field in fields]
+            pictures = [self._join(image, field) for field in samples.ab[index]]
             results.append(DiverseResult(pictures, samples.labels[index], image.alpha, image.was_colour))
         return results
+
+    def _join(self, image: DecodedPhoto, field: torch.Tensor) -> np.ndarray:
+        depth = torch.uint8 if image.pixels.dtype == torch.uint8 else torch.uint16
+        out, ready = join_to_host(image.lightness, field, self.device, dtype=depth)
+        if ready is not None:
+            ready.synchronize()
+        return out.numpy()
 
 
     def sample(self, photo: PhotoLike | Sequence[PhotoLike], k: int = 5, method: str = "topk", seed: int = 0) -> list:
@@ -146,11 +154,11 @@ class MixtureSampler(DiverseSampler):
             raise ValueError(f"top-k gives at most {components} colorizations with {self.name} (one per mixture component); use --method random for more")
 
     @torch.no_grad()
-    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
         self.check(k, method)
         x = self._input(lightness)
         with self.colorizer._autocast():
-            ab, weights = self.generator.sample(x, k, method, seeds=[seed] * x.shape[0])
+            ab, weights = self.generator.sample(x, k, method, seeds=photo_seeds(seed, x.shape[0]))
         labels = [[f"p={float(w):.2f}" for w in row] for row in weights]
         return DiverseSamples(ab.float().clamp(-1, 1), labels)
 
@@ -168,24 +176,35 @@ class ClusteredSampler(DiverseSampler):
             raise ValueError(f"cannot cluster {self.draws} draws into {k} colorizations: raise --draws")
 
     @torch.no_grad()
-    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int = 0) -> DiverseSamples:
+    def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
         self.check(k, method)
         x = self._input(lightness)
+        seeds = photo_seeds(seed, x.shape[0])
         fields, labels = [], []
         for row in range(x.shape[0]):
             total = self.draws if method == "topk" else k
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
+                torch.manual_seed(seeds[row])
                 drawn = torch.cat([self.draw(x[row : row + 1], min(self.chunk, total - start)) for start in range(0, total, self.chunk)])
             if method == "random":
                 fields.append(drawn)
                 labels.append([f"draw {i + 1}" for i in range(k)])
                 continue
-            centres, counts = kmeans(drawn.flatten(1), k, seed=seed)
+            centres, counts = kmeans(drawn.flatten(1), k, seed=seeds[row])
             fields.append(centres.reshape(k, *drawn.shape[1:]))
             labels.append([f"{int(n)}/{total} draws" for n in counts])
         return DiverseSamples(torch.stack(fields).clamp(-1, 1), labels)
+
+
+def photo_seeds(seed: int | Sequence[int], photos: int) -> list[int]:
+    """One seed per photo: ``seed`` for each of them, or the ``photos`` seeds given."""
+    if isinstance(seed, int):
+        return [seed] * photos
+    seeds = [int(value) for value in seed]
+    if len(seeds) != photos:
+        raise ValueError(f"{len(seeds)} seeds for {photos} photos")
+    return seeds
 
 
 @contextlib.contextmanager
@@ -313,87 +332,3 @@ def sampler_for(colorizer: Colorizer, wants_dropout: bool, draws: int = DEFAULT_
     if (wants_dropout or dropout_unasked) and has_dropout(generator):
         return DropoutSampler(colorizer, draws, chunk)
     return None
-
-
-# --- outputs ---------------------------------------------------------------------------------
-
-
-
-def grey_thumbnail(lightness: torch.Tensor, height: int) -> np.ndarray:
-    """The photo as the model sees it (its lightness only), ``height`` pixels high, uint8 RGB."""
-    full_height, full_width = lightness.shape[-2:]
-    height = min(height, full_height)
-    width = max(1, round(full_width * height / full_height))
-    small = F.interpolate(lightness[None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
-    lab = torch.cat((small, torch.zeros(2, height, width)), dim=0)
-    return (lab_to_rgb(lab) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def contact_sheet(grey: np.ndarray, results: Sequence[np.ndarray], labels: Sequence[str], height: int = 256,
-                  title: str | None = None) -> Image.Image:
-    """One row: the grey input then the k colorizations, each labelled underneath."""
-    tiles = [Image.fromarray(grey)] + [Image.fromarray(result) for result in results]
-    names = ["input"] + [f"{i}: {label}" if label else str(i) for i, label in enumerate(labels, start=1)]
-    resized = []
-    for tile in tiles:
-        h = min(height, tile.height)
-        resized.append(tile.resize((max(1, round(tile.width * h / tile.height)), h), Image.LANCZOS) if tile.height != h else tile)
-    gap, text_height = 8, 22
-    top = text_height if title else 0
-    width = sum(t.width for t in resized) + gap * (len(resized) + 1)
-    sheet = Image.new("RGB", (width, top + max(t.height for t in resized) + text_height + 2 * gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = _font(14)
-    if title:
-        draw.text((gap, 4), title, fill="black", font=font)
-    x = gap
-    for tile, name in zip(resized, names):
-        sheet.paste(tile, (x, top + gap))
-        draw.text((x + 2, top + gap + tile.height + 4), name, fill="black", font=font)
-        x += tile.width + gap
-    return sheet
-
-
-def save_diverse(result: DiverseResult, image: DecodedPhoto, paths: Sequence[Path], sheet_path: Path, title: str | None = None,
-                 sheet_height: int = 256) -> None:
-    """Write the k colorizations (atomically, with the photo's alpha and ICC profile) and the contact sheet."""
-    from .imageio.encoders import save_image
-
-    for path, picture in zip(paths, result.images):
-        save_image(path, picture, result.alpha, image.metadata)
-    sheet = contact_sheet(grey_thumbnail(image.lightness, sheet_height), result.images, result.labels, sheet_height, title)
-    save_image(sheet_path, np.asarray(sheet))
-
-
-def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "topk", seed: int = 0) -> list[dict]:
-    """Sample and save one batch of :class:`recolor.planning.DiverseJob`; a record per photo (the
-    job's own, completed), each failure one line naming its file, never an exception."""
-    from .imageio.decoding import ImageReadError
-    from .imageio.photo import decode_photo
-
-    records, decoded, pending = [], [], []
-    for job in jobs:
-        try:
-            decoded.append(decode_photo(job.source))
-            pending.append(job)
-        except ImageReadError as exc:
-            records.append(job.record | {"status": "error", "error": str(exc)})
-    try:
-        results = sampler.sample_photos(decoded, k, method, seed)
-    except (RuntimeError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return records + [job.record | {"status": "error", "error": f"{job.record['input']}: sampling failed ({message})"} for job in pending]
-    for image, result, job in zip(decoded, results, pending):
-        try:
-            save_diverse(result, image, job.outputs, job.sheet, title=f"{Path(job.record['input']).name}: {sampler.name}, {method}, seed {seed}")
-            records.append(job.record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
-        except (OSError, ValueError) as exc:
-            records.append(job.record | {"status": "error", "error": f"{job.sheet.parent}: could not write ({exc})"})
-    return records

@@ -161,18 +161,34 @@ def test_missing_requirements_exit_2_with_what_to_pass(tiny_photo_folder, tiny_c
         assert "Traceback" not in result.output
 
 
-def test_diversity_with_a_sampling_model(tiny_photo_folder, tmp_path):
+def _tiny_cvae(folder: Path) -> Path:
     spec = get_model_spec("cvae-l2")
     config = spec.config({"latent_dim": 8, "cond_channels": [4, 4, 4], "zmap_channels": 4, "decoder_channels": [4, 4, 4, 4, 4], "encoder_channels": [4, 4, 4]})
     torch.manual_seed(0)
-    path = tmp_path / "tiny_cvae.safetensors"
+    path = folder / "tiny_cvae.safetensors"
     save_checkpoint(path, spec.build(config).state_dict(), "cvae-l2", config)
+    return path
+
+
+def test_diversity_with_a_sampling_model(tiny_photo_folder, tmp_path):
+    path = _tiny_cvae(tmp_path)
     result = evaluate(EvalSettings(data=tiny_photo_folder, models=[str(path)], metrics=["diversity", "ab-l1"], size=32, limit=3,
                                    samples=3, sample_method="random", device="cpu", report_samples=0))
     values = result.row("cvae-l2 (tiny_cvae)").values
     assert values["variance"] > 0 and 0 < values["error_of_best"] < 1
     assert result.row("grey").values["error_of_best"] is None
     assert any("3 colorizations per photo" in note for note in result.notes)
+
+
+def test_diversity_figures_do_not_depend_on_the_batch_size(tiny_photo_folder, tmp_path):
+    """Issue 29, item 16: each photo's draws are seeded by its place in the run, not by its batch's."""
+    path = _tiny_cvae(tmp_path)
+    figures = []
+    for batch_size in (1, 3):
+        result = evaluate(EvalSettings(data=tiny_photo_folder, models=[str(path)], metrics=["diversity"], size=32, limit=3, samples=3,
+                                       sample_method="random", device="cpu", report_samples=0, batch_size=batch_size))
+        figures.append(result.row("cvae-l2 (tiny_cvae)").values)
+    assert figures[0] == figures[1]
 
 
 def test_parse_metric_options_and_bar_chart():

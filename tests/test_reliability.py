@@ -522,3 +522,118 @@ def test_a_multi_frame_gif_is_noted_and_a_transparent_gif_keeps_its_transparency
     assert "anim.gif: 3 frames, only the first is colorized" in result.output
     alpha = np.asarray(Image.open(out / "clear.gif").convert("RGBA"))[..., 3]
     assert alpha[:8].max() == 0 and alpha[8:].min() == 255
+
+
+# --- 17. issue 29: inputs that gave silently wrong output ----------------------------------------------------
+
+def _ramp_tiffs(folder: Path) -> dict[str, Path]:
+    """The same grey ramp as float and 32-bit TIFF samples, one file per rule of README's "Inputs"."""
+    ramp = corpus.grey_ramp()
+    samples = {
+        "float_0_1": (ramp / 255).astype(np.float32),
+        "float_signed": (ramp / 127.5 - 1).astype(np.float32),  # -1..1: black -1, white 1
+        "float_0_255": ramp.astype(np.float32),
+        "float_0_65535": (ramp * 257.0).astype(np.float32),
+        "uint32": ramp.astype(np.uint32) * 16843009,  # 255 * 16843009 = 2^32 - 1
+        "int32": ramp.astype(np.int32) * 8421504,  # about 2^31 / 255
+    }
+    return {name: corpus.tiff_of_samples(folder / f"{name}.tif", values) for name, values in samples.items()}
+
+
+def test_float_and_32_bit_tiffs_keep_the_photos_lightness(tmp_path, tiny_pix2pix_checkpoint):
+    reference = decode_photo(corpus.grey_photo(tmp_path / "ramp.png", corpus.grey_ramp(), size=(64, 32))).lightness
+    sources = _ramp_tiffs(tmp_path / "in")
+    for name, source in sources.items():
+        assert (decode_photo(source).lightness - reference).abs().max() < 0.1, name
+    out = tmp_path / "out"
+    clean_exit(cli("colorize", tmp_path / "in", "-o", out, "--format", "png", "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    for name in sources:  # the colorization keeps the lightness (up to the gamut's clipping of the colour)
+        assert (decode_photo(out / f"{name}.png").lightness - reference).abs().mean() < 2, name
+
+
+def test_a_float_tiff_beyond_every_scale_is_stretched_and_a_dark_one_stays_dark(tmp_path):
+    ramp = corpus.grey_ramp().astype(np.float32)
+    dark = decode_photo(corpus.tiff_of_samples(tmp_path / "dark.tif", ramp / 255 * 0.2)).lightness  # 0..0.2 of 0..1: not stretched
+    assert dark.max() < 50
+    wide = decode_photo(corpus.tiff_of_samples(tmp_path / "wide.tif", ramp * 1000 - 90_000)).lightness  # no standard scale holds it
+    assert wide.min() < 1 and wide.max() > 99
+
+
+@pytest.mark.parametrize("compression", ["group3", "group4"])
+def test_a_bilevel_fax_tiff_is_colorized_into_a_tiff(tmp_path, compression, tiny_pix2pix_checkpoint):
+    source = corpus.bilevel_tiff(tmp_path / "in" / f"fax_{compression}.tif", compression)
+    out = tmp_path / "out"
+    clean_exit(cli("colorize", source, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    with Image.open(out / source.name) as written:
+        written.load()
+        assert written.mode == "RGB" and written.size == (64, 32)
+        assert written.info["compression"] == "tiff_adobe_deflate"  # lossless, as the fax was; CCITT holds black and white only
+
+
+def test_premultiplied_alpha_reads_in_the_api_and_on_the_command_line(tmp_path, tiny_pix2pix_checkpoint):
+    colorizer = Colorizer.load(tiny_pix2pix_checkpoint, device="cpu")
+    rgba = np.dstack([np.stack([corpus.grey_ramp()] * 3, axis=-1), np.full((32, 64), 128, np.uint8)])
+    for image in (Image.fromarray(rgba, mode="RGBA").convert("RGBa"), Image.fromarray(rgba[..., [0, 3]], mode="LA").convert("La")):
+        result = colorizer.colorize(image)
+        assert result.mode == "RGBA" and np.asarray(result)[..., 3].min() == 128, image.mode
+    source = corpus.premultiplied_alpha_tiff(tmp_path / "in" / "associated.tif")
+    assert Image.open(source).mode == "La"
+    clean_exit(cli("colorize", source, "-o", tmp_path / "out", "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    with Image.open(tmp_path / "out" / "associated.tif") as written:
+        assert written.mode == "RGBA"
+
+
+def test_sample_diverse_goes_on_past_a_premultiplied_alpha_file(tmp_path, photos, tiny_pix2pix_checkpoint):
+    folder = tmp_path / "in"
+    corpus.premultiplied_alpha_tiff(folder / "associated.tif")
+    corpus.grey_photo(folder / "plain.jpg", photos["coffee"])
+    result = cli("sample-diverse", folder, "-o", tmp_path / "out", "-k", "2", "--draws", "4", "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    clean_exit(result, 0)
+    assert {name: r["status"] for name, r in records(result).items()} == {"associated.tif": "ok", "plain.jpg": "ok"}
+
+
+def test_one_nan_photo_fails_alone_in_a_diverse_batch(tmp_path, photos, tiny_pix2pix_checkpoint):
+    from recolor.diverse import load_sampler
+    from recolor.diverse_files import sample_jobs
+    from recolor.planning import plan_sample_diverse
+
+    folder = tmp_path / "in"
+    corpus.grey_photo(folder / "a.jpg", photos["coffee"])
+    Image.new("L", (32, 32), 5).save(folder / "dark.png")
+    corpus.grey_photo(folder / "c.jpg", photos["chelsea"])
+    sampler = load_sampler(tiny_pix2pix_checkpoint, device="cpu", draws=4)
+    draw = sampler.draw
+
+    def nan_for_dark_photos(x, count):  # finite weights, but colour that overflows on some inputs
+        out = draw(x, count)
+        return torch.full_like(out, float("nan")) if float(x.mean()) < -0.5 else out
+
+    sampler.draw = nan_for_dark_photos
+    plan = plan_sample_diverse([str(folder)], tmp_path / "out", 2)
+    outcomes = {Path(r["input"]).name: r for r in sample_jobs(sampler, plan.jobs, 2, "random", seed=0)}
+    assert [outcomes[name]["status"] for name in ("a.jpg", "dark.png", "c.jpg")] == ["ok", "error", "ok"]
+    assert "NaN" in outcomes["dark.png"]["error"] and "dark.png" in outcomes["dark.png"]["error"]
+
+
+def test_sample_diverse_keeps_16_bits_and_takes_max_pixels(tmp_path, tiny_pix2pix_checkpoint):
+    import png
+
+    source = tmp_path / "in" / "scan.png"
+    source.parent.mkdir()
+    Image.fromarray(corpus.grey_ramp().astype(np.uint16) * 257).save(source)  # 16-bit grey
+    out = tmp_path / "out"
+    clean_exit(cli("sample-diverse", source, "-o", out, "-k", "2", "--draws", "4", "--model", tiny_pix2pix_checkpoint, "-q"), 0)
+    for sample in ("scan_1.png", "scan_2.png"):
+        assert png.Reader(filename=str(out / sample)).read()[3]["bitdepth"] == 16, sample
+    refused = cli("sample-diverse", source, "-o", tmp_path / "small", "-k", "2", "--draws", "4", "--model", tiny_pix2pix_checkpoint,
+                  "--max-pixels", "1000", "-q")
+    clean_exit(refused, 1)
+    assert "too large (over 1,000 pixels" in refused.output
+
+
+def test_rgb_to_lab_refuses_a_four_channel_tensor_in_one_clear_error():
+    from recolor.color import lab_to_rgb, rgb_to_lab, rgb_to_lightness
+
+    for convert in (rgb_to_lab, lab_to_rgb, rgb_to_lightness):
+        with pytest.raises(ValueError, match=r"expected a tensor of shape \(\.\.\., 3, H, W\), got \(4, 8, 8\)"):
+            convert(torch.rand(4, 8, 8))

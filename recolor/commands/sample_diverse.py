@@ -22,11 +22,14 @@ def sample_diverse(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
     fmt: Annotated[Optional[str], typer.Option("--format", help="Output extension (png, jpg, webp, tif); default: the input's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip the photo).")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs); default 150,000,000.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per photo on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
-    from ..diverse import load_sampler, sample_jobs
+    from ..diverse import load_sampler
+    from ..diverse_files import sample_jobs
+    from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
     from ..inference import iter_batches
     from ..planning import UsageError, count_statuses, plan_sample_diverse
 
@@ -41,12 +44,14 @@ def sample_diverse(
         return sampler
 
     sampler = loaded(checked_sampler)
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    allow_pixels(max_pixels)
     records = list(plan.records)
     plan.clean_output_folders()
     started = time.perf_counter()
     with progress_bar("sample", len(plan.jobs), quiet) as advance:
         for batch in iter_batches(plan.jobs, batch_size):
-            records += sample_jobs(sampler, batch, k, method, seed)
+            records += sample_jobs(sampler, batch, k, method, seed, max_pixels)
             advance(len(batch))
     tell_not_images(plan.not_images)
     for record in records:

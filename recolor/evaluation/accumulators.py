@@ -234,7 +234,9 @@ class DiverseDraws:
     def _draw(self, batch: ScoredBatch, sampler: Any) -> torch.Tensor:
         size = (sampler.colorizer.size,) * 2
         small = F.interpolate(batch.lightness, size=size, mode="bilinear", antialias=True, align_corners=False)
-        drawn = sampler.sample_ab(normalize_l(small), self.k, self.method, self.seed + batch.start).ab
+        # one seed per photo, from its place in the whole run: the figures do not depend on --batch-size
+        seeds = [self.seed + batch.start + index for index in range(small.shape[0])]
+        drawn = sampler.sample_ab(normalize_l(small), self.k, self.method, seeds).ab
         return rgb_to_lab_normalized(as_float(join_samples(batch.lightness, drawn)))[1]
 
 

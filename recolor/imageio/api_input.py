@@ -8,7 +8,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decoding import DEFAULT_MAX_PIXELS, open_image
+from .decoding import DEFAULT_MAX_PIXELS, note_integer_samples, open_image
 
 PhotoLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -21,7 +21,9 @@ def as_pil_image(photo: PhotoLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     if isinstance(photo, np.ndarray):
         return _image_from_array(photo)
     if isinstance(photo, Image.Image):
-        return ImageOps.exif_transpose(photo)
+        upright = ImageOps.exif_transpose(photo)
+        note_integer_samples(photo, upright)
+        return upright
     if isinstance(photo, (str, os.PathLike)):
         return open_image(photo, max_pixels=max_pixels)
     raise TypeError(f"expected a path, a PIL image or a numpy array, not {type(photo).__name__}")

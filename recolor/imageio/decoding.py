@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 150_000_000
 
 FRAMES_INFO = "recolor.frames"  # open_image notes the frame count of animated GIF/TIFF/WebP here
+SAMPLES_INFO = "recolor.samples"  # "uint32" or "int32": a 32-bit integer TIFF's samples (see integer_samples)
 
 _PILLOW_MODULES = r"PIL(\.|$)"
 
@@ -130,6 +131,7 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                 frames = getattr(image, "n_frames", 1)  # counting seeks through the file: before the first frame is loaded
                 image.load()
             icc_profile = image.info.get("icc_profile")
+            note_integer_samples(image, image)
             ImageOps.exif_transpose(image, in_place=True)
             image.info.setdefault("icc_profile", icc_profile)
             image.info[FRAMES_INFO] = frames
@@ -148,3 +150,19 @@ def allow_pixels(max_pixels: int) -> None:
     """
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def note_integer_samples(source: Image.Image, target: Image.Image) -> None:
+    """Note in ``target.info`` (under :data:`SAMPLES_INFO`) whether ``source``, a TIFF Pillow
+    decoded to mode 'I', holds 32-bit unsigned or signed samples. Pillow reads both as int32, so
+    an unsigned sample over 2^31 comes out negative; the TIFF's tags are gone once the image is
+    copied (oriented), so they are read here."""
+    tags = getattr(source, "tag_v2", None)
+    if source.mode != "I" or tags is None or _first(tags.get(258)) != 32:  # BitsPerSample
+        return
+    target.info[SAMPLES_INFO] = "int32" if _first(tags.get(339)) == 2 else "uint32"  # SampleFormat 2: signed
+
+
+def _first(value: object) -> object:
+    """A TIFF tag's value: Pillow gives one per sample as a tuple, or a single value."""
+    return value[0] if isinstance(value, tuple) and value else value

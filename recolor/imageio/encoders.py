@@ -122,9 +122,21 @@ def _pillow_options(fmt: str, metadata: ImageMetadata, quality: int) -> dict:
     if metadata.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
         # JPEG stores whole dots per inch; PNG's metres make 300 dpi read back as 299.9994
         options["dpi"] = tuple(round(d) for d in metadata.dpi) if fmt == "JPEG" else metadata.dpi
-    if fmt == "TIFF" and metadata.tiff_compression not in (None, "raw", "jpeg"):
-        options["compression"] = metadata.tiff_compression  # Pillow writes what it read
+    if fmt == "TIFF" and metadata.tiff_compression not in (None, "raw"):
+        options["compression"] = _rgb_tiff_compression(metadata.tiff_compression)
     return options
+
+
+# Lossless TIFF compressions Pillow writes for RGB: an input compressed with one of them is
+# written with it again
+_RGB_TIFF_COMPRESSIONS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+
+
+def _rgb_tiff_compression(compression: str) -> str:
+    """The compression of a colorized TIFF whose input was compressed with ``compression``: the
+    same when it can hold RGB, else lossless Deflate (CCITT Group 3/4 fax compression holds
+    black-and-white pixels only; JPEG would lose detail a second time)."""
+    return compression if compression in _RGB_TIFF_COMPRESSIONS else "tiff_adobe_deflate"
 
 
 def _save_with_pillow(handle: IO[bytes], fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, metadata: ImageMetadata, quality: int) -> None:

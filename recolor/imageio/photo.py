@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ..color import lightness_from_pixels, rgb_to_lab, rgb_to_lightness, thumbnail_chroma
-from .decoding import DEFAULT_MAX_PIXELS, FRAMES_INFO, ImageReadError, describe_source, open_image
+from .decoding import DEFAULT_MAX_PIXELS, FRAMES_INFO, SAMPLES_INFO, ImageReadError, describe_source, open_image
 from .metadata import ImageMetadata, image_metadata
 
 # Mean chroma (Lab units) above which an image counts as colour. JPEG noise on a grey scan stays
@@ -34,7 +34,10 @@ def split_alpha(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
     elif mode == "PA":
         image = image.convert("RGBA")
         mode = "RGBA"
-    if mode in ("RGBA", "RGBa", "LA", "La"):
+    elif mode in ("RGBa", "La"):  # premultiplied alpha (a TIFF's associated alpha): Pillow divides it out
+        mode = mode[:-1] + "A"
+        image = image.convert(mode)
+    if mode in ("RGBA", "LA"):
         alpha = np.asarray(image.getchannel("A"), dtype=np.uint8)
         return image.convert("RGB" if mode.startswith("RGB") else "L"), alpha
     if mode in ("RGB", "L") or mode.startswith("I") or mode == "F":
@@ -44,17 +47,53 @@ def split_alpha(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
 
 
 def image_to_array(image: Image.Image) -> np.ndarray:
-    """Return (H, W) or (H, W, 3) float32 in [0, 1], handling 8-bit, 16-bit and float modes."""
+    """(H, W) or (H, W, 3) float32 in [0, 1] (0 black, 1 white), for 8-bit, 16-bit, 32-bit and
+    float modes; the rules for float and 32-bit samples are :func:`float_levels`' and
+    :func:`integer_levels`' (README, "Inputs")."""
     mode = image.mode
     array = np.asarray(image)
     if mode in ("RGB", "L"):
         return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32)
     if mode == "F":
-        array = finite_pixels(array)
-        peak = float(array.max()) if array.size else 1.0
-        return np.clip(array / (255.0 if peak > 1.0 else 1.0), 0, 1)
-    # 'I', 'I;16', 'I;16B', ...: 16-bit unless the values say 8-bit
+        return float_levels(finite_pixels(array.astype(np.float32)))
+    return integer_levels(array, mode, image.info.get(SAMPLES_INFO))
+
+
+# Float samples have no agreed black and white: the first of these scales that holds every
+# sample is the photo's (a photo written as 0..1, as signed -1..1, as 8-bit or 16-bit levels),
+# under- and overshoots of up to 5% of the scale clipped. A fixed scale, not the photo's own
+# darkest and brightest samples: a dark photo stays dark.
+_FLOAT_SCALES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (0.0, 65535.0))
+_SCALE_SLACK = 0.05
+
+
+def float_levels(array: np.ndarray) -> np.ndarray:
+    """Finite float samples to 0..1 on the first scale of ``_FLOAT_SCALES`` that holds them all;
+    samples beyond every scale (scientific data) are stretched from the darkest to the brightest,
+    the one case where the brightness follows the content."""
+    if not array.size:
+        return array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    for black, white in _FLOAT_SCALES:
+        slack = _SCALE_SLACK * (white - black)
+        if black - slack <= low and high <= white + slack:
+            break
+    else:
+        black, white = low, max(high, low + 1e-6)
+    return np.clip((array.astype(np.float32) - black) / (white - black), 0, 1)
+
+
+def integer_levels(array: np.ndarray, mode: str, samples: str | None = None) -> np.ndarray:
+    """Integer samples to 0..1. 32-bit samples (``samples``: "uint32" or "int32", noted when a TIFF
+    was opened) are scaled by their type's range, as TIFF says (its MaxSampleValue is for
+    statistics only): white is 4,294,967,295, or 2,147,483,647 for signed samples, whose negative
+    ones are black. Other 'I' images are 16-bit unless every value is at most 255 (8-bit levels
+    in a 32-bit mode), as Pillow gives 16-bit PNGs and PGMs."""
+    if samples == "uint32":
+        return array.view(np.uint32).astype(np.float32) / np.float32(4294967295.0)
+    if samples == "int32":
+        return np.clip(array.astype(np.float32) / np.float32(2147483647.0), 0, 1)
+    array = array.astype(np.float32)
     peak = float(array.max()) if array.size else 0.0
     scale = 255.0 if peak <= 255 and mode == "I" else 65535.0
     return np.clip(array / scale, 0, 1)
