@@ -230,6 +230,15 @@ def test_writing_from_threads_never_touches_the_process_umask(tmp_path, monkeypa
     assert calls == [] and len(list(tmp_path.glob("*.png"))) == 4
 
 
+def _python(script: str, folder: Path, preexec_fn=None) -> str:
+    """Run ``script`` in a fresh interpreter with ``folder`` as its argument; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, env=env,
+                          preexec_fn=preexec_fn, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout
+
+
 def test_files_written_under_umask_077_stay_private(tmp_path):
     script = (
         "import os, sys, threading\n"
@@ -241,11 +250,7 @@ def test_files_written_under_umask_077_stay_private(tmp_path):
         "[t.start() for t in threads]; [t.join() for t in threads]\n"
         "print(oct(os.umask(0o077)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
-                          preexec_fn=lambda: os.umask(0o077), timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0o77"  # the process's umask as it was
+    assert _python(script, tmp_path, preexec_fn=lambda: os.umask(0o077)).strip() == "0o77"  # the process's umask as it was
     modes = {oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()}
     assert modes == {"0o600"}
 
@@ -267,11 +272,11 @@ def _limit_file_size(limit: int):
 
 def test_a_write_that_does_not_fit_fails_and_leaves_nothing(tmp_path):
     """Item 5: Pillow's encoders write with C write() calls whose short writes go unnoticed; on a
-    full disk a truncated PNG was renamed into place as if whole."""
+    full disk a truncated JPEG was renamed into place as if whole."""
     script = (
         "import sys, numpy as np\n"
         "from recolor.imageio import save_image\n"
-        "noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)  # about 100 KB as a JPEG\n"
+        "noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)  # well over 40 KB as a JPEG\n"
         "try:\n"
         "    save_image(sys.argv[1] + '/big.jpg', noise)\n"
         "    print('saved')\n"
@@ -279,11 +284,7 @@ def test_a_write_that_does_not_fit_fails_and_leaves_nothing(tmp_path):
         "    print('refused', exc.errno)\n"
         "save_image(sys.argv[1] + '/small.png', np.zeros((8, 8, 3), np.uint8))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
-                          preexec_fn=_limit_file_size(40_000), timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[0] == "refused"
+    assert _python(script, tmp_path, preexec_fn=_limit_file_size(40_000)).split()[0] == "refused"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]  # no truncated big.jpg, no temporary
 
 
@@ -330,7 +331,4 @@ def test_decoding_threads_never_swap_the_warning_filters(tmp_path, monkeypatch):
 def test_pillow_warnings_stay_silent_without_catch_warnings(tmp_path):
     """Pillow's multi-line warnings (a corrupt EXIF block) do not reach stderr: silenced once, at import."""
     path = corpus.jpeg_with_bad_exif(tmp_path / "exif.jpg")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", "import sys; from recolor.imageio import image_metadata, open_image; image_metadata(open_image(sys.argv[1]))", str(path)],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0 and done.stderr == ""
+    assert _python("import sys; from recolor.imageio import image_metadata, open_image; image_metadata(open_image(sys.argv[1]))", path) == ""
