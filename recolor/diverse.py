@@ -29,6 +29,7 @@ depend on the batch size).
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -199,8 +200,8 @@ class ClusteredSampler(DiverseSampler):
 
 def photo_seeds(seed: int | Sequence[int], photos: int) -> list[int]:
     """One seed per photo: ``seed`` for each of them, or the ``photos`` seeds given."""
-    if isinstance(seed, int):
-        return [seed] * photos
+    if isinstance(seed, numbers.Integral):
+        return [int(seed)] * photos
     seeds = [int(value) for value in seed]
     if len(seeds) != photos:
         raise ValueError(f"{len(seeds)} seeds for {photos} photos")

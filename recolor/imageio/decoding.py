@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 150_000_000
 
 FRAMES_INFO = "recolor.frames"  # open_image notes the frame count of animated GIF/TIFF/WebP here
-SAMPLES_INFO = "recolor.samples"  # "uint32" or "int32": a 32-bit integer TIFF's samples (see integer_samples)
+SAMPLES_INFO = "recolor.samples"  # "uint32" or "int32": a 32-bit integer TIFF's samples (see note_integer_samples)
 
 _PILLOW_MODULES = r"PIL(\.|$)"
 

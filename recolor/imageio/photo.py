@@ -49,7 +49,7 @@ def split_alpha(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
 def image_to_array(image: Image.Image) -> np.ndarray:
     """(H, W) or (H, W, 3) float32 in [0, 1] (0 black, 1 white), for 8-bit, 16-bit, 32-bit and
     float modes; the rules for float and 32-bit samples are :func:`float_levels`' and
-    :func:`integer_levels`' (README, "Inputs")."""
+    :func:`integer_levels`' (README: "black and white of float and 32-bit samples")."""
     mode = image.mode
     array = np.asarray(image)
     if mode in ("RGB", "L"):
