@@ -426,7 +426,9 @@ def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: P
     if stored.model != spec.name:
         what = f"{out}: that run trains" if source == last else f"{source}: checkpoint is for model"
         raise UsageError(f"{what} '{stored.model}', not '{spec.name}'")
-    checked_model(stored)  # its architecture and tensor shapes, with the file named in any complaint
+    # its architecture and tensor shapes, with the file named in any complaint (a file to fine-tune
+    # from may lack the zero-started modules of the network it starts: --set hints=true)
+    checked_model(stored, zero_started_may_lack=source != last)
     if source == last:
         # the run's own config wins: a resumed run must rebuild the same networks
         check_resume_options(out, stored.config, overrides)

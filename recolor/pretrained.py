@@ -35,11 +35,13 @@ class Pretrained:
         return self.checkpoint.path
 
 
-def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, Config]:
+def checked_model(checkpoint: Checkpoint, zero_started_may_lack: bool = False) -> tuple[ModelSpec, Config]:
     """The model spec and architecture config of a checkpoint (tensors loaded or header only), or CheckpointError.
 
     The config's values are checked against the model's defaults, and the generator's tensor
     shapes in the file against a build on the meta device, before anything is allocated.
+    ``zero_started_may_lack``: a file to fine-tune from may lack the modules a newer network starts
+    at zero (its ``zero_started`` prefixes: hint branches); training builds them as they start.
     """
     try:
         spec = get_model_spec(checkpoint.model)
@@ -47,6 +49,10 @@ def checked_model(checkpoint: Checkpoint) -> tuple[ModelSpec, Config]:
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{checkpoint.path}: {exc.args[0] if exc.args else exc}") from None
     stored, expected = checkpoint.generator_state(checkpoint.shapes), spec.state_shapes(config)
+    if zero_started_may_lack:
+        with torch.device("meta"):
+            prefixes = tuple(getattr(spec.build(config), "zero_started", ()))
+        expected = {key: shape for key, shape in expected.items() if key in stored or not key.startswith(prefixes)}
     if stored != expected:
         wrong = sorted(set(stored) ^ set(expected)) or sorted(key for key in stored if stored[key] != expected[key])
         raise CheckpointError(f"{checkpoint.path}: tensors do not fit model '{spec.name}' with its stored config "

@@ -259,3 +259,27 @@ def test_shipped_default_moves_towards_a_reference_photos_colours(photos):
     b_plain = rgb_to_lab_normalized(torch.from_numpy(np.asarray(plain).copy()).permute(2, 0, 1)[None].float() / 255)[1][0, 1].mean()
     b_guided = rgb_to_lab_normalized(torch.from_numpy(np.asarray(guided).copy()).permute(2, 0, 1)[None].float() / 255)[1][0, 1].mean()
     assert b_guided < b_plain - 0.02  # bluer (b* lower)
+
+
+def test_train_init_from_a_plain_file_with_hints_set_starts_the_hint_branch(tmp_path, tiny_photo_folder):
+    """`recolor train --init-from PLAIN --set hints=true`: the file lacks the zero-started modules; accepted."""
+    from typer.testing import CliRunner
+
+    from recolor.cli import app
+
+    spec = get_model_spec("effnet-unet")
+    config = spec.config({**TINY, "hints": False})
+    plain = save_checkpoint(tmp_path / "plain.safetensors", build_recipe("effnet-unet", config, torch.device("cpu")).generator.state_dict(),
+                            "effnet-unet", config)
+    result = CliRunner().invoke(app, ["train", "--model", "effnet-unet", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "run"),
+                                      "--init-from", str(plain), "--set", "hints=true", "--max-steps", "1", "--size", "64",
+                                      "--batch-size", "2", "--workers", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run" / "model.safetensors").config["hints"] is True
+    # without hints=true nothing is missing, and a file lacking other tensors is still refused
+    state = load_checkpoint(plain).tensors
+    state.pop("output.bias")
+    broken = save_checkpoint(tmp_path / "broken.safetensors", state, "effnet-unet", config)
+    refused = CliRunner().invoke(app, ["train", "--model", "effnet-unet", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "run2"),
+                                       "--init-from", str(broken), "--set", "hints=true", "--max-steps", "1", "--size", "64", "--workers", "0", "-q"])
+    assert refused.exit_code == 2 and "output.bias" in refused.output

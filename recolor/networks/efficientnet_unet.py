@@ -46,6 +46,7 @@ from torch import nn
 from ..ab_bins import SOFT_SIGMA, annealed_mean, gamut_bin_centres
 from ..color import AB_SCALE, lab_normalized_to_rgb
 from ..hints import LOCAL_HINT_CHANNELS, global_hint_length
+from .hint_spread import HintSpread
 from ..registry import Config, ModelSpec, register_model
 
 ENCODERS = ("lite0", "lite1", "lite2")
@@ -122,17 +123,17 @@ class HintEncoder(nn.Module):
         return torch.cat((encoded, hinted, coverage), dim=1)
 
     def forward(self, local_hints: torch.Tensor, global_hints: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Features at 1/16, 1/8, 1/4; the global vector; the encoded hints at 1/4 (B, Q, h, w)."""
+        """Features at 1/16, 1/8, 1/4; the global vector; the encoded hints and the hinted mask at 1/4 (B, Q + 1, h, w)."""
         encoded = self.quarter_input(local_hints)
         quarter = self.quarter(encoded)
         eighth = self.eighth(quarter)
-        return [self.sixteenth(eighth), eighth, quarter], self.global_mlp(global_hints), encoded[:, :-2]
+        return [self.sixteenth(eighth), eighth, quarter], self.global_mlp(global_hints), encoded[:, :-1]
 
 
 class EfficientNetUNet(nn.Module):
     # modules that start at zero: fine-tuning a hint-taking network from a plain one's weights
     # (`recolor train --init-from ... --set hints=true`) keeps them as built
-    zero_started = ("hint_encoder.", "hint_injections.", "hint_head.", "global_injection.", "global_head.", "hint_gain")
+    zero_started = ("hint_encoder.", "hint_injections.", "hint_head.", "global_injection.", "global_head.", "hint_gain", "hint_spread.")
 
     def __init__(self, encoder: str = "lite0", decoder_widths: tuple[int, ...] = (160, 96, 64),
                  head: str = "classification", temperature: float = 0.38, colour_boost: float = 0.0,
@@ -172,6 +173,8 @@ class EfficientNetUNet(nn.Module):
             # The gain starts at zero and is stored / HINT_GAIN_SCALE, so that Adam's steps of
             # about the learning rate move it in tens of steps, not thousands
             self.hint_gain = nn.Parameter(torch.zeros(1))
+            if head == "classification":
+                self.hint_spread = HintSpread()  # the point's colour over the object it falls on
 
     @property
     def multiple(self) -> int:
@@ -206,7 +209,9 @@ class EfficientNetUNet(nn.Module):
         if hinted:
             output = output + self.hint_head(hint_features[-1]) + self.global_head(global_features)[:, :, None, None]
             if self.head == "classification":
-                output = output + (HINT_GAIN_SCALE * self.hint_gain) * torch.log(encoded + 1e-3)
+                colours, hinted_cells = encoded[:, :-1], encoded[:, -1:]
+                output = output + (HINT_GAIN_SCALE * self.hint_gain) * torch.log(colours + 1e-3)
+                output = output + self.hint_spread(skips, colours, hinted_cells)
         return output
 
     def quarter_output(self, lightness: torch.Tensor, local_hints: torch.Tensor | None = None,
