@@ -11,10 +11,11 @@ A weights file holds tensors plus string metadata:
 * ``recolor.sha256`` a SHA-256 of the tensors (names, dtypes, shapes, bytes), verified on load;
   files written before it existed have none and load unverified.
 
-Optimiser state goes into a second safetensors file beside the training checkpoint
-(``*.optim.safetensors``): its tensors flattened, its structure as JSON metadata, the training
-step it belongs to (``recolor.step``) and the same checksum. Nothing is ever unpickled. Every
-write is atomic (temporary file, fsync, rename).
+A training run's other state (:class:`RunState`: every optimiser's state, the random streams, the
+loss scale) goes into a second safetensors file beside the training checkpoint: its tensors
+flattened, the optimisers' structure and the other facts as JSON metadata, the training step it
+belongs to (``recolor.step``) and the same checksum (``training/checkpointing.py`` names the
+pair). Nothing is ever unpickled. Every write is atomic (temporary file, fsync, rename).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ _KEY_MODEL, _KEY_CONFIG, _KEY_FORMAT, _KEY_KIND, _KEY_EXTRA = (
     "recolor.model", "recolor.config", "recolor.format", "recolor.kind", "recolor.extra",
 )
 _KEY_CHECKSUM, _KEY_STEP = "recolor.sha256", "recolor.step"
+_KEY_OPTIMIZERS, _KEY_RUN = "recolor.optimizers", "recolor.run"  # a run state's optimisers (structure) and other facts
 
 
 class CheckpointError(Exception):
@@ -258,11 +261,11 @@ def optimizer_state_to_tensors(states: dict[str, dict]) -> tuple[dict[str, torch
                     scalars[key] = value
             entry["state"][str(param_id)] = scalars
         structure[name] = entry
-    return tensors, {"recolor.optimizers": json.dumps(structure)}
+    return tensors, {_KEY_OPTIMIZERS: json.dumps(structure)}
 
 
 def tensors_to_optimizer_state(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, dict]:
-    structure = json.loads(metadata["recolor.optimizers"])
+    structure = json.loads(metadata[_KEY_OPTIMIZERS])
     states = {}
     for name, entry in structure.items():
         state: dict[int, dict[str, Any]] = {}
@@ -276,23 +279,55 @@ def tensors_to_optimizer_state(tensors: dict[str, torch.Tensor], metadata: dict[
     return states
 
 
-def save_optimizer_states(path: str | Path, states: dict[str, dict], step: int | None = None) -> None:
-    """Write optimiser states; ``step`` (the training step they belong to) is checked on load."""
-    tensors, metadata = optimizer_state_to_tensors(states)
-    if step is not None:
-        metadata[_KEY_STEP] = str(step)
-    _save_safetensors(Path(path), tensors, metadata)
+_RUN_PREFIX = "run."  # a run state's other tensors (random streams), beside the optimisers' "name/id/field"
 
 
-def load_optimizer_states(path: str | Path, step: int | None = None) -> dict[str, dict]:
-    """Optimiser states; with ``step``, refused unless they were saved at that step (files without a step are not checked)."""
+@dataclass
+class RunState:
+    """What a training run needs besides its networks' weights: every optimiser's state, the step
+    they belong to, and other tensors and JSON facts (random streams, the fp16 loss scale)."""
+
+    optimizers: dict[str, dict]
+    step: int | None = None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def run_state_bytes(state: RunState) -> bytes:
+    """The safetensors file of a run state (checksummed like a checkpoint), for an atomic write."""
+    tensors, metadata = optimizer_state_to_tensors(state.optimizers)
+    tensors |= {_RUN_PREFIX + key: value.detach().cpu().contiguous() for key, value in state.tensors.items()}
+    metadata[_KEY_RUN] = json.dumps(state.facts)
+    if state.step is not None:
+        metadata[_KEY_STEP] = str(state.step)
+    return save(tensors, metadata=metadata | {_KEY_CHECKSUM: tensors_checksum(tensors)})
+
+
+def load_run_state(path: str | Path, step: int | None = None) -> RunState:
+    """A run state; with ``step``, refused unless it was saved at that step (files without a step are not checked)."""
     path = Path(path)
     tensors, metadata, _ = _read_safetensors(path, "optimiser state")
-    if "recolor.optimizers" not in metadata:
+    if _KEY_OPTIMIZERS not in metadata:
         raise CheckpointError(f"{path}: not a recolor optimiser-state file")
     stored = metadata.get(_KEY_STEP)
     if step is not None and stored is not None and stored != str(step):
         raise CheckpointError(f"{path}: optimiser state of step {stored} but the weights are of step {step} "
                               "(the run was stopped between the two writes); resuming would mix them: start the run again, "
                               "or fine-tune from its weights with --init-from")
-    return tensors_to_optimizer_state(tensors, metadata)
+    others = {key[len(_RUN_PREFIX):]: value for key, value in tensors.items() if key.startswith(_RUN_PREFIX)}
+    optimizers = tensors_to_optimizer_state({key: value for key, value in tensors.items() if not key.startswith(_RUN_PREFIX)}, metadata)
+    try:
+        facts = json.loads(metadata.get(_KEY_RUN, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc.msg})") from None
+    return RunState(optimizers, int(stored) if stored is not None else None, others, facts)
+
+
+def save_optimizer_states(path: str | Path, states: dict[str, dict], step: int | None = None) -> None:
+    """Write optimiser states alone; ``step`` (the training step they belong to) is checked on load."""
+    atomic_write_bytes(Path(path), run_state_bytes(RunState(states, step)))
+
+
+def load_optimizer_states(path: str | Path, step: int | None = None) -> dict[str, dict]:
+    """The optimiser states of a run-state file (see :func:`load_run_state`)."""
+    return load_run_state(path, step).optimizers

@@ -135,7 +135,11 @@ class EpochIndex(int):
         return EpochIndex, (int(self), self.seed, self.epoch)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, drop_last: bool, sampler=None, pin_memory: bool = False) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, drop_last: bool, sampler=None, pin_memory: bool = False,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader drawing its own random numbers (each epoch's worker seeds, a shuffle) from a
+    generator seeded with ``seed``: drawn from torch's global stream they would shift dropout's
+    masks each time an epoch begins, and a resumed run begins one epoch more than the uninterrupted one."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -146,6 +150,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, 
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -144,9 +144,11 @@ def test_optimiser_state_of_another_step_is_refused(tmp_path):
         load_optimizer_states(tmp_path / "opt.safetensors", step=6)
 
 
-def test_resume_after_a_kill_between_the_two_writes_refuses(tmp_path, tiny_photo_folder):
+def test_a_run_from_before_run_state_files_resumes_and_its_optimisers_of_another_step_are_refused(tmp_path, tiny_photo_folder):
+    """Runs written before a checkpoint became one atomic set kept their optimisers in last.optim.safetensors,
+    written before the weights: they resume from it, unless a kill between the two writes left it a step ahead."""
     from recolor.data import ColorPhotoDataset
-    from recolor.training.loop import OPTIMIZER_NAME, TrainSettings, Trainer, build_recipe
+    from recolor.training.loop import CHECKPOINT_NAME, OPTIMIZER_NAME, TrainSettings, Trainer, build_recipe
 
     def trainer(max_steps):
         spec = get_model_spec("pix2pix")
@@ -157,12 +159,17 @@ def test_resume_after_a_kill_between_the_two_writes_refuses(tmp_path, tiny_photo
 
     torch.manual_seed(0)
     trainer(2).fit()
-    first = trainer(3)
-    first.load()
-    first.step = 3  # the optimiser of step 3 written, then killed before the weights of step 3
-    save_optimizer_states(tmp_path / OPTIMIZER_NAME, {n: o.state_dict() for n, o in first.recipe.optimizers.items()}, step=3)
+    last = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    run_state = tmp_path / last.extra.pop("run_state")
+    optimizers = load_optimizer_states(run_state, step=2)
+    run_state.unlink()
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, last.tensors, "pix2pix", last.config, kind="training", extra=last.extra)  # as written before
+    save_optimizer_states(tmp_path / OPTIMIZER_NAME, optimizers, step=3)  # the optimisers of step 3, then killed
     with pytest.raises(CheckpointError, match="optimiser state of step 3 but the weights are of step 2"):
         trainer(4).fit(resume=True)
+    save_optimizer_states(tmp_path / OPTIMIZER_NAME, optimizers, step=2)
+    assert trainer(3).fit(resume=True)["steps"] == 3
+    assert not (tmp_path / OPTIMIZER_NAME).exists()  # the new checkpoint set replaced it
 
 
 # --- 5. a corrupted checkpoint is detected ---------------------------------------------------------

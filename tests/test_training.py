@@ -308,7 +308,7 @@ def test_resume_with_a_new_lr_trains_at_the_new_rate(tmp_path, tiny_photo_folder
     resumed = train_cli("--data", tiny_photo_folder, "--out", out, "--max-steps", "2", "--resume", "--lr", "5e-4", *SMALL_RUN)
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(out / "last.safetensors").config["lr"] == 5e-4  # recorded ...
-    states = load_optimizer_states(out / "last.optim.safetensors", step=2)
+    states = load_optimizer_states(out / load_checkpoint(out / "last.safetensors").extra["run_state"], step=2)
     # ... and used: both optimisers stepped at the new rate (they had restored 2e-4 with their state)
     assert [group["lr"] for state in states.values() for group in state["param_groups"]] == pytest.approx([5e-4, 5e-4])
 

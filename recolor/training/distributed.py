@@ -60,7 +60,9 @@ class DistributedRun:
             wrapped[name] = DistributedNetwork(plain[name], device_ids=self._device_ids(), find_unused_parameters=True)
         hooks = [optimizer.register_step_pre_hook(self._average_direct_gradients) for optimizer in self.recipe.optimizers.values()]
         if self.recipe.scaler is not None:
-            self.recipe.scaler = SyncedGradScaler("cuda")
+            synced = SyncedGradScaler("cuda")
+            synced.load_state_dict(self.recipe.scaler.state_dict())  # a resumed run's loss scale goes on
+            self.recipe.scaler = synced
         # one random stream per rank (dropout masks, noise inputs); the weights are synchronised
         torch.manual_seed(self.seed + 7919 * (self.rank + 1))
         self._plain = plain

@@ -7,9 +7,13 @@
 * ``schedule.py``       the learning-rate schedule
 * ``reporting.py``      ``log.jsonl``, validation and the sample sheets
 
-Resume (``resume=True``) restores networks, optimisers, the weight average, the step, the epoch
-and the position in the epoch, so the run goes on with the very batches it would have seen,
-losing nothing beyond the last checkpoint. What a resumed run may change, and what it refuses:
+Resume (``resume=True``) restores networks, optimisers, the weight average, the fp16 loss scale,
+the random streams (dropout's among them), the step, the epoch and the position in the epoch, so
+the run goes on with the very batches and draws it would have seen, losing nothing beyond the last
+checkpoint: on one CPU process, a run killed and resumed ends bit for bit where the uninterrupted
+run ends (tests/test_resume.py). Under torchrun each rank reseeds its stream for the run (see
+``distributed.py``), so a resumed distributed run draws other dropout masks. What a resumed run
+may change, and what it refuses:
 
 * honoured: the learning rate (the config's ``lr``; it applies from the next step, within the
   same schedule), ``epochs``, ``decay_epochs``, ``max_steps``, ``max_minutes``, ``save_every``,
@@ -46,6 +50,7 @@ from .averaging import weight_average
 from .batches import EpochSampler, lab_batch  # noqa: F401 (EpochSampler: re-exported)
 from .checkpointing import BEST_NAME, CHECKPOINT_NAME, EXPORT_NAME, OPTIMIZER_NAME, RunCheckpoints  # noqa: F401 (re-exported)
 from .distributed import DistributedRun, unwrap  # noqa: F401 (unwrap: re-exported)
+from .random_state import capture_random_streams, restore_random_streams
 from .recipe import Recipe
 from .reporting import SampleSheets, append_log, validation_ab_l1
 from .schedule import LinearDecaySchedule
@@ -105,7 +110,8 @@ class Trainer:
         if len(train_data) < settings.batch_size * settings.world_size:
             raise ValueError(f"only {len(train_data)} training images for batch size {settings.batch_size}: lower --batch-size")
         self.sampler = EpochSampler(len(train_data), settings.seed, shuffle=True, num_replicas=settings.world_size, rank=settings.rank)
-        self.loader = make_loader(train_data, settings.batch_size, shuffle=False, workers=settings.workers, drop_last=True, sampler=self.sampler, pin_memory=self.device.type == "cuda")
+        self.loader = make_loader(train_data, settings.batch_size, shuffle=False, workers=settings.workers, drop_last=True, sampler=self.sampler,
+                                  pin_memory=self.device.type == "cuda", seed=settings.seed)
         self.steps_per_epoch = len(self.sampler) // settings.batch_size  # of this process: its share of the data
         recipe.steps_per_epoch = self.steps_per_epoch
         self.average = weight_average(settings.ema_decay, settings.swa_from_epoch)
@@ -122,7 +128,7 @@ class Trainer:
 
     def save(self) -> None:
         if self.is_main:
-            self.checkpoints.save(self.trainer_state(), self.average)
+            self.checkpoints.save(self.trainer_state(), self.average, capture_random_streams())
 
     def load(self) -> bool:
         """Restore the last checkpoint of the run folder; False when there is none."""
@@ -133,9 +139,11 @@ class Trainer:
         if state.get("seed", self.settings.seed) != self.settings.seed:
             raise ValueError(f"{self.out_dir} was trained with --seed {state['seed']} (it fixes the data order and crops): "
                              f"resume with --seed {state['seed']}, or train into a new --out")
-        self.checkpoints.restore(checkpoint)
+        run_state = self.checkpoints.restore(checkpoint)
         self.average.start(self.recipe, checkpoint)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if "torch" in run_state.tensors:  # last: nothing may draw between here and the next step (runs from before have none)
+            restore_random_streams(run_state.tensors, run_state.facts)
         return True
 
     def initialize_from(self, path: Path) -> None:
@@ -257,6 +265,9 @@ class Trainer:
         """Rank 0: the weight average into the generator (SWA), its validation, the export."""
         settings = self.settings
         export_path = settings.export or (self.out_dir / EXPORT_NAME)
+        # the batches of the current epoch from its start, wherever this process's loop left the sampler
+        # (a resumed run's may stand mid-epoch, or where it was built): a run killed and resumed reads the same
+        self.sampler.epoch, self.sampler.skip = self.epoch, 0
         inputs = (lab_batch(batch["rgb"], self.device, settings.channels_last)["L"] for batch in self.loader)
         facts = self.average.finish(self.recipe, inputs)
         if facts:
