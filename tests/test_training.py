@@ -196,6 +196,29 @@ def test_swa_exports_the_mean_of_the_epoch_weights_with_fresh_batchnorm_statisti
     assert norm.num_batches_tracked > 0
 
 
+def test_swa_keeps_the_statistics_of_a_frozen_encoders_batchnorms(tiny_photo_folder):
+    """effnet-unet's ImageNet encoder is frozen (encoder_lr 0) and runs in eval mode, its ImageNet
+    statistics kept on purpose; SWA recomputes the statistics of the decoder's BatchNorms only."""
+    config = get_model_spec("effnet-unet").config({"decoder_widths": [16, 16, 16], "encoder_weights": "none", "image_size": 64, "batch_size": 4})
+    recipe = build_recipe("effnet-unet", config, torch.device("cpu"))
+    generator = recipe.generator
+    encoder_norms = [m for m in generator.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    decoder_norms = [m for n, m in generator.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and not n.startswith("encoder.")]
+    assert encoder_norms and decoder_norms
+    for norm in encoder_norms + decoder_norms:  # as if ImageNet's, and as if training had tracked some
+        norm.running_mean.fill_(0.25)
+        norm.running_var.fill_(4.0)
+        norm.num_batches_tracked.fill_(7)
+    average = EpochAverage(from_epoch=1)
+    average.after_epoch(recipe, 1)
+    batches = torch.utils.data.DataLoader(ColorPhotoDataset(tiny_photo_folder, size=64), batch_size=4)
+    assert average.finish(recipe, (lab_batch(batch["rgb"], recipe.device, False)["L"] for batch in batches)) == {"swa_epochs": 1}
+    for norm in encoder_norms:
+        assert torch.all(norm.running_mean == 0.25) and torch.all(norm.running_var == 4.0) and norm.num_batches_tracked == 7
+    for norm in decoder_norms:
+        assert not torch.all(norm.running_var == 4.0) and norm.num_batches_tracked == 6  # recomputed over the 6 batches
+
+
 def test_a_diverging_run_stops_with_a_clear_error_before_saving_nan_weights(tmp_path, tiny_photo_folder):
     import pytest
 

@@ -98,7 +98,8 @@ class ExponentialAverage(WeightAverage):
 class EpochAverage(WeightAverage):
     """Stochastic weight averaging (Izmailov et al. 2018): the running mean of the generator's
     weights at the end of every epoch from ``from_epoch`` on, loaded into the generator at the
-    end of the run with BatchNorm statistics recomputed on training batches."""
+    end of the run with BatchNorm statistics recomputed on training batches: those of the
+    BatchNorms that training updates, not of a frozen part (see :func:`frozen_parts`)."""
 
     def __init__(self, from_epoch: int, norm_batches: int = 50) -> None:
         self.from_epoch, self.norm_batches = from_epoch, norm_batches
@@ -131,13 +132,15 @@ class EpochAverage(WeightAverage):
         current = generator.state_dict()
         generator.load_state_dict({**current, **{key: value.to(current[key].dtype) for key, value in self.mean.items()}})
         self.applied = True
-        norms = [module for module in generator.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+        generator.train()
+        for part in frozen_parts(generator):
+            part.eval()  # as training runs it (effnet-unet's ImageNet encoder): its statistics are kept
+        norms = [module for module in generator.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.training]
         if norms:
             momenta = [module.momentum for module in norms]
             for module in norms:
                 module.reset_running_stats()
                 module.momentum = None  # cumulative average over the pass
-            generator.train()
             for index, lightness in enumerate(inputs):
                 if index >= self.norm_batches:
                     break
@@ -155,6 +158,16 @@ class EpochAverage(WeightAverage):
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"swa_mean_of_epochs": self.count} if self.count else {}
+
+
+def frozen_parts(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """The largest sub-modules of ``network`` whose parameters are all frozen (``requires_grad``
+    False), such as effnet-unet's ImageNet encoder while ``encoder_lr`` is 0. Recipes run a frozen
+    part in eval mode, so training keeps its BatchNorm statistics; a recomputation must too."""
+    parameters = list(network.parameters())
+    if parameters and not any(parameter.requires_grad for parameter in parameters):
+        return [network]
+    return [part for child in network.children() for part in frozen_parts(child)]
 
 
 def weight_average(ema_decay: float = 0.0, swa_from_epoch: int | None = None) -> WeightAverage:
