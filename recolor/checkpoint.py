@@ -5,8 +5,8 @@ A weights file holds tensors plus string metadata:
 * ``recolor.model``  the registry name,
 * ``recolor.config`` the full model config as JSON (so the file alone rebuilds the network),
 * ``recolor.format`` this format's version,
-* ``recolor.kind``   ``"weights"`` (inference export: generator only, usually fp16) or
-  ``"training"`` (every network of a recipe, prefixed ``<network>.``),
+* ``recolor.kind``   ``"weights"`` (inference export: generator only, usually fp16, a tensor with
+  values beyond fp16's range kept fp32) or ``"training"`` (every network of a recipe, prefixed ``<network>.``),
 * ``recolor.extra``  JSON with anything else (training step, validation figures, statistics),
 * ``recolor.sha256`` a SHA-256 of the tensors (names, dtypes, shapes, bytes), verified on load;
   files written before it existed have none and load unverified.
@@ -51,11 +51,15 @@ class CheckpointError(Exception):
 
 
 def _contiguous(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """CPU copies, floating tensors cast to ``dtype``, except one whose values the cast would turn
+    into infinities (beyond fp16's 65,504): it stays as it is, which every loader reads as well."""
     out = {}
     for key, tensor in tensors.items():
         tensor = tensor.detach().cpu()
         if dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
+            cast = tensor.to(dtype)
+            if not (torch.isinf(cast) & torch.isfinite(tensor)).any():
+                tensor = cast
         out[key] = tensor.contiguous()
     return out
 
@@ -83,7 +87,8 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write tensors with recolor metadata, atomically. ``dtype`` casts floating tensors (fp16 export)."""
+    """Write tensors with recolor metadata, atomically. ``dtype`` casts floating tensors (fp16 export),
+    each that fits in it."""
     metadata = {
         _KEY_MODEL: model,
         _KEY_CONFIG: json.dumps(dict(config), sort_keys=True),

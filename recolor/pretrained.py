@@ -70,7 +70,8 @@ def _checked_network(checkpoint: Checkpoint, spec: ModelSpec, config: Config) ->
     state = checkpoint.generator_state()
     if not all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
         raise CheckpointError(f"{checkpoint.path}: weights contain NaN or infinite values (a corrupt or diverged model)")
-    state = {key: value.float() for key, value in state.items()}
+    # fp16 weights become fp32; integer buffers (BatchNorm's batch counter) keep their dtype
+    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     try:
         network = _network_with_weights(spec, config, state)
     except RuntimeError as exc:

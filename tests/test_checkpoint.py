@@ -142,3 +142,27 @@ def test_loading_builds_for_real_a_network_whose_constructor_makes_an_unstored_t
     network = _network_with_weights(spec, {}, state)
     assert torch.equal(network.scale, torch.tensor([1.0, 2.0]))
     assert torch.equal(network.linear.weight, state["linear.weight"]) and torch.equal(network.linear.bias, state["linear.bias"])
+
+
+def test_loading_keeps_integer_buffers_integer(tiny_pix2pix_checkpoint):
+    from recolor.pretrained import load_pretrained
+
+    state = load_pretrained(tiny_pix2pix_checkpoint).network.state_dict()
+    counters = {key: value for key, value in state.items() if key.endswith("num_batches_tracked")}
+    assert counters and {value.dtype for value in counters.values()} == {torch.int64}  # BatchNorm's batch counters
+    assert {value.dtype for value in state.values() if value.is_floating_point()} == {torch.float32}
+
+
+def test_an_fp16_export_keeps_a_tensor_beyond_fp16s_range_in_fp32(tmp_path):
+    from recolor.pretrained import load_pretrained, save_pretrained
+
+    spec = get_model_spec("pix2pix")
+    config = spec.architecture_config({"ngf": 8, "num_downs": 5, "image_size": 32})
+    network = spec.build(config)
+    key = next(key for key in network.state_dict() if key.endswith("running_var"))
+    network.state_dict()[key].fill_(1e5)  # a BatchNorm variance beyond fp16's 65,504 (it would become inf)
+    path = save_pretrained(tmp_path / "wide.safetensors", network, "pix2pix", config)
+    stored = load_checkpoint(path).tensors
+    assert stored[key].dtype == torch.float32 and stored["down.0.0.weight"].dtype == torch.float16
+    loaded = load_pretrained(path).network.state_dict()[key]
+    assert torch.equal(loaded, torch.full_like(loaded, 1e5))
