@@ -34,6 +34,7 @@ from safetensors.torch import load_file as safetensors_load_file
 from safetensors.torch import save
 
 from .imageio import atomic_write_bytes
+from .model_cost import declared_bytes
 from .registry import get_model_spec
 
 FORMAT_VERSION = "1"
@@ -105,11 +106,12 @@ class Checkpoint:
     """A loaded checkpoint: ``model``, ``config``, ``kind``, ``extra`` and ``tensors``."""
 
     def __init__(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
-                 shapes: dict[str, tuple[int, ...]] | None = None):
+                 shapes: dict[str, tuple[int, ...]] | None = None, tensor_bytes: int | None = None):
         self.path = path
         self.tensors = tensors
-        # every tensor's shape; a header-only read (read_checkpoint_header) has these and no tensors
+        # every tensor's shape, and the bytes of them all; a header-only read (read_checkpoint_header) has these and no tensors
         self.shapes = shapes if shapes is not None else {key: tuple(value.shape) for key, value in tensors.items()}
+        self.tensor_bytes = tensor_bytes if tensor_bytes is not None else sum(value.nbytes for value in tensors.values())
         missing = [key for key in (_KEY_MODEL, _KEY_CONFIG) if key not in metadata]
         if missing:
             raise CheckpointError(
@@ -139,34 +141,37 @@ class Checkpoint:
         return self.sub_state(EMA_PREFIX, of) or self.sub_state("generator", of)
 
 
-def _read_safetensors(path: Path, what: str, header_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, tuple]]:
-    """(tensors, metadata, shapes); with ``header_only`` no tensor is read (tensors is empty)."""
+def _read_safetensors(path: Path, what: str, header_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, tuple], int]:
+    """(tensors, metadata, shapes, the bytes of tensors the header declares); with ``header_only``
+    no tensor is read (tensors is empty)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what} file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            slices = {key: handle.get_slice(key) for key in handle.keys()}
+            shapes = {key: tuple(piece.get_shape()) for key, piece in slices.items()}
+            declared = declared_bytes((shapes[key], piece.get_dtype()) for key, piece in slices.items())
             tensors = {} if header_only else {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors {what} ({reason})") from None
     if not header_only and _KEY_CHECKSUM in metadata and tensors_checksum(tensors) != metadata[_KEY_CHECKSUM]:
         raise CheckpointError(f"{path}: corrupt {what} (its tensors do not match the checksum stored with them)")
-    return tensors, metadata, shapes
+    return tensors, metadata, shapes, declared
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
-    tensors, metadata, shapes = _read_safetensors(path, "checkpoint")
-    return Checkpoint(path, tensors, metadata, shapes)
+    tensors, metadata, shapes, declared = _read_safetensors(path, "checkpoint")
+    return Checkpoint(path, tensors, metadata, shapes, declared)
 
 
 def read_checkpoint_header(path: str | Path) -> Checkpoint:
     """The checkpoint's metadata and tensor shapes, without reading (or verifying) any tensor."""
     path = Path(path)
-    _, metadata, shapes = _read_safetensors(path, "checkpoint", header_only=True)
-    return Checkpoint(path, {}, metadata, shapes)
+    _, metadata, shapes, declared = _read_safetensors(path, "checkpoint", header_only=True)
+    return Checkpoint(path, {}, metadata, shapes, declared)
 
 
 # --- foreign state dicts (ImageNet encoders, classifiers) ----------------------------------------
@@ -311,7 +316,7 @@ def run_state_bytes(state: RunState) -> bytes:
 def load_run_state(path: str | Path, step: int | None = None) -> RunState:
     """A run state; with ``step``, refused unless it was saved at that step (files without a step are not checked)."""
     path = Path(path)
-    tensors, metadata, _ = _read_safetensors(path, "optimiser state")
+    tensors, metadata, _, _ = _read_safetensors(path, "optimiser state")
     if _KEY_OPTIMIZERS not in metadata:
         raise CheckpointError(f"{path}: not a recolor optimiser-state file")
     stored = metadata.get(_KEY_STEP)

@@ -96,8 +96,7 @@ class ModelSpec:
         """ValueError, before any work, when the network cannot take ``image_size`` x ``image_size``
         inputs; the message says which ``--set`` makes it fit. (The network is built on the meta
         device: shapes only, no memory.)"""
-        with torch.device("meta"):
-            multiple = int(getattr(self.build(config), "multiple", 1))
+        multiple = int(getattr(self.meta_network(config), "multiple", 1))
         size = int(config["image_size"])
         if size >= multiple and size % multiple == 0:
             return
@@ -107,11 +106,10 @@ class ModelSpec:
             hint = f"--set num_downs={depth} fits --size {size}, or {hint}"
         raise ValueError(f"--size {size}: '{self.name}' with its config needs a multiple of {multiple} ({hint})")
 
-    def state_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
-        """The generator's tensor shapes for a (checked) config, from a build on the meta device: no memory spent."""
+    def meta_network(self, config: Config) -> nn.Module:
+        """The generator of a (checked) config built on the meta device: shapes only, no memory spent."""
         with torch.device("meta"):
-            network = self.build(config)
-        return {key: tuple(value.shape) for key, value in network.state_dict().items()}
+            return self.build(config)
 
 
 def _merged(name: str, defaults: Config, overrides: Config, strict: bool) -> Config:

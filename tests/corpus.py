@@ -106,6 +106,38 @@ def crafted_checkpoint(path: Path, model: str, config: dict, tensors: dict[str, 
     return path
 
 
+def sparse_checkpoint(path: Path, model: str, config: dict, tensors: dict[str, torch.Tensor], kind: str = "weights") -> Path:
+    """A safetensors file whose header declares ``tensors`` (shapes and dtypes only: meta tensors do)
+    and whose data is a hole: gigabytes declared, nothing written (a sparse file, 0 bytes on disk)."""
+    import json
+    import math
+
+    names = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
+    header: dict = {"__metadata__": {"recolor.model": model, "recolor.config": json.dumps(config), "recolor.format": "1",
+                                     "recolor.kind": kind, "recolor.extra": "{}"}}
+    offset = 0
+    for key in sorted(tensors):
+        size = math.prod(tensors[key].shape) * tensors[key].element_size()
+        header[key] = {"dtype": names[tensors[key].dtype], "shape": list(tensors[key].shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(raw).to_bytes(8, "little") + raw)
+        handle.truncate(8 + len(raw) + offset)
+    return path
+
+
+def meta_generator_state(model: str, config: dict, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The generator's tensors of a config, on the meta device (shapes and dtypes, no memory), floats as ``dtype``."""
+    from recolor.registry import get_model_spec
+
+    spec = get_model_spec(model)
+    with torch.device("meta"):
+        state = spec.build(spec.architecture_config(config)).state_dict()
+    return {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
+
+
 def overwrite_tensor_bytes(path: Path, count: int = 64) -> Path:
     """Bytes in the middle of a safetensors file's data section set to 0x7f: weights corrupted, header intact."""
     data = bytearray(path.read_bytes())

@@ -285,6 +285,55 @@ def test_a_config_that_does_not_fit_the_tensors_is_refused_before_building(tmp_p
     assert built_for_real and not any(built_for_real)  # built on the meta device only: no memory spent
 
 
+@pytest.fixture
+def no_tensor_read(monkeypatch):
+    """Loading a model file reads its tensors only once the header passed: a file refused from its
+    header alone never reaches this (a sparse file's gigabytes of zeros would be read until killed)."""
+    import recolor.pretrained
+
+    def refuse(path):
+        raise CheckpointError(f"{path}: its tensors were read")
+
+    monkeypatch.setattr(recolor.pretrained, "load_checkpoint", refuse)
+
+
+@pytest.mark.parametrize("num_downs", [12, 14, 20, 32])
+def test_a_consistent_file_asking_for_huge_inputs_is_refused(tmp_path, grey_photo_path, no_tensor_read, num_downs):
+    # a U-Net of 12 levels takes multiples of 4096 px, whatever image_size the file states; each level's few weights are real
+    spec = get_model_spec("pix2pix")
+    config = spec.architecture_config({"ngf": 1, "num_downs": num_downs, "image_size": 32})
+    crafted = corpus.crafted_checkpoint(tmp_path / "deep.safetensors", "pix2pix", config, spec.build(config).state_dict())
+    result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", crafted, "-q")
+    clean_exit(result, 2)
+    assert len(result.output.strip().splitlines()) == 1
+    assert "deep.safetensors: image_size 32 does not fit its network, which takes multiples of" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("20 GB of zeros", "its tensors declare 18.6 GiB, more than the 2 GiB a model file may hold"),
+    ("217M parameters", "its network has 217,"),
+    ("5 GiB a photo", "its layers' outputs for one 2048 px photo take"),
+])
+def test_a_file_declaring_too_much_is_refused_from_its_header(tmp_path, grey_photo_path, no_tensor_read, case, message):
+    path = tmp_path / "big.safetensors"
+    if case == "20 GB of zeros":  # a tiny consistent generator, and a critic of 20 GB that no one wrote
+        tensors = {f"generator.{key}": value for key, value in corpus.meta_generator_state("pix2pix", TINY).items()}
+        tensors["discriminator.weight"] = torch.empty(5 * 10**9, device="meta")
+        corpus.sparse_checkpoint(path, "pix2pix", TINY, tensors, kind="training")
+    elif case == "217M parameters":  # pix2pix twice as wide as its default, in fp16: 435 MB declared
+        config = {"ngf": 128, "image_size": 256}
+        corpus.sparse_checkpoint(path, "pix2pix", config, corpus.meta_generator_state("pix2pix", config, torch.float16))
+    else:  # within the parameter bound (122M), but its layers' outputs for one photo at 2048 px take 4.8 GiB
+        config = {"ngf": 96, "image_size": 2048}
+        corpus.sparse_checkpoint(path, "pix2pix", config, corpus.meta_generator_state("pix2pix", config, torch.float16))
+    assert path.stat().st_blocks * 512 < 2**20  # nothing on disk
+    result = cli("colorize", grey_photo_path, "-o", tmp_path / "out", "--model", path, "-q")
+    clean_exit(result, 2)
+    assert len(result.output.strip().splitlines()) == 1
+    assert "big.safetensors: " + message in result.output
+
+
 def test_every_shipped_weights_file_and_default_config_passes_the_checks(tmp_path):
     from recolor.checkpoint import read_checkpoint_header
     from recolor.inference import checked_model
