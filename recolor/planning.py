@@ -415,14 +415,14 @@ def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: P
     run's own config (only the learning rate may change: see :func:`check_resume_options`); for
     --init-from, the file's config with the options on top. A problem with a stored config names
     its file (CheckpointError); an option a resume would ignore is a UsageError."""
-    from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+    from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint_header
     from .pretrained import checked_model
 
     last = out / CHECKPOINT_NAME
     source = last if resume and last.exists() else init_from
     if source is None:
         return spec.config(overrides)
-    stored = load_checkpoint(source)
+    stored = read_checkpoint_header(source)  # its model and config: the tensors are read (and verified) when the run loads them
     if stored.model != spec.name:
         what = f"{out}: that run trains" if source == last else f"{source}: checkpoint is for model"
         raise UsageError(f"{what} '{stored.model}', not '{spec.name}'")

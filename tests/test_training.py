@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from recolor.checkpoint import load_checkpoint
+from recolor.checkpoint import load_checkpoint, save_checkpoint
 from recolor.data import ColorPhotoDataset
 from recolor.registry import get_model_spec
 from recolor.training.averaging import EpochAverage
@@ -376,3 +376,30 @@ def test_swa_goes_on_across_a_resume(tmp_path, tiny_photo_folder):
     # the generator's weights at the ends of epochs 1, 2 and 3 were 3, 6 and 9: their mean is 6
     weight = exported.tensors["down.0.0.weight"].float()
     assert torch.equal(weight, torch.full_like(weight, 6.0))
+
+
+def test_reading_a_checkpoints_model_config_or_figures_reads_no_tensor(tmp_path, tiny_pix2pix_checkpoint, monkeypatch):
+    """Issue 29 item 16: the resume's config, the best-so-far figure and divcolor's feature settings
+    come from the file's header; reading every tensor (and checksumming them) is for loading weights."""
+    import recolor.checkpoint
+    from recolor.planning import training_config
+    from recolor.training.checkpointing import RunCheckpoints
+    from recolor.training.divcolor import resolved_feature_config
+
+    spec = get_model_spec("pix2pix")
+    config = spec.config(TINY)
+    recipe = build_recipe("pix2pix", config, torch.device("cpu"))
+    out = tmp_path / "run"
+    out.mkdir()
+    networks = {f"{name}.{key}": value for name, network in recipe.networks.items() for key, value in network.state_dict().items()}
+    save_checkpoint(out / "last.safetensors", networks, "pix2pix", config, kind="training", extra={"trainer": {"step": 3}})
+    RunCheckpoints(recipe, out).keep_if_best(0.2, 3)
+    checksums = []
+    checksum = recolor.checkpoint.tensors_checksum
+    monkeypatch.setattr(recolor.checkpoint, "tensors_checksum", lambda tensors: checksums.append(len(tensors)) or checksum(tensors))
+    assert training_config(spec, {}, out, resume=True, init_from=None) == config
+    RunCheckpoints(recipe, out).keep_if_best(0.3, 4)  # not better: best.safetensors stays
+    divcolor = get_model_spec("divcolor").config({"feature_checkpoint": str(tiny_pix2pix_checkpoint)})
+    assert resolved_feature_config(divcolor)["feature_ngf"] == 8
+    assert checksums == []
+    assert load_checkpoint(out / "best.safetensors").extra["val_ab_l1"] == 0.2

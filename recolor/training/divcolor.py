@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..ab_bins import ab_bin_index
-from ..checkpoint import CheckpointError, find_weights, load_checkpoint
+from ..checkpoint import CheckpointError, find_weights, load_checkpoint, read_checkpoint_header
 from ..color import rgb_to_lab_normalized
 from ..losses import kl_divergence_normal
 from ..networks.divcolor import FIELD_SIZE, ColourFieldEncoder, to_field_size
@@ -186,7 +186,7 @@ def resolved_feature_config(config: Config) -> Config:
     """The config with ``feature_ngf`` / ``feature_norm`` filled in from the pix2pix checkpoint when unset (a new dict)."""
     if config["feature_ngf"] is not None and config["feature_norm"] is not None:
         return dict(config)
-    checkpoint = load_checkpoint(feature_checkpoint_path(config["feature_checkpoint"]))
+    checkpoint = read_checkpoint_header(feature_checkpoint_path(config["feature_checkpoint"]))  # its config alone
     if checkpoint.model != "pix2pix":
         raise CheckpointError(f"{checkpoint.path}: the grey-level features come from a pix2pix checkpoint, this one is '{checkpoint.model}'")
     stored = {**UNET_ARCHITECTURE, **checkpoint.config}
