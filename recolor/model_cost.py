@@ -83,12 +83,15 @@ def layer_output_bytes(network: nn.Module, size: int) -> int:
             if torch.is_tensor(tensor):
                 total += tensor.numel() * tensor.element_size()
 
+    # a meta build keeps a buffer made from an existing CPU tensor (effnet-unet's ab-bin centres) on
+    # the CPU, and a forward may make tensors of its own: everything goes to, and is made on, the meta device
+    network.to("meta")
     hooks = [module.register_forward_hook(count) for module in network.modules() if not any(True for _ in module.children())]
     training = network.training
     try:
         network.eval()
-        with torch.no_grad():
-            network(torch.empty(1, 1, size, size, device="meta"))
+        with torch.no_grad(), torch.device("meta"):
+            network(torch.empty(1, 1, size, size))
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TooCostly(f"its network does not run on a {size} px photo ({first[:200]})") from None

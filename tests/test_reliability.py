@@ -338,8 +338,12 @@ def test_every_shipped_weights_file_and_default_config_passes_the_checks(tmp_pat
     from recolor.checkpoint import read_checkpoint_header
     from recolor.inference import checked_model
 
+    from recolor.model_cost import check_input_cost
+
     for spec in list_models():
         assert spec.config(spec.default_config) == spec.default_config
+        config = spec.architecture_config()
+        check_input_cost(spec.meta_network(config), config)  # within the bounds, and runs on the meta device
     shipped = sorted((ROOT / "weights").glob("*.safetensors"))
     for path in shipped:
         spec, config = checked_model(read_checkpoint_header(path))
@@ -473,7 +477,7 @@ def test_train_on_a_full_disk_says_so_in_one_line(tmp_path, tiny_photo_folder, m
     def full_disk(path, *args, **kwargs):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(checkpointing, "save_optimizer_states", full_disk)
+    monkeypatch.setattr(checkpointing, "write_run_state", full_disk)
     result = cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--set", "ngf=8", "--set", "num_downs=5", "--size", "32",
                  "-b", "8", "--max-steps", "1", "--workers", "0", "--device", "cpu", "-q")
     clean_exit(result, 1)
