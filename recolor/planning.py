@@ -109,8 +109,25 @@ def _each_once(found: InputFiles) -> InputFiles:
     return unique
 
 
+def check_input_names(inputs: Sequence[str]) -> None:
+    """A UsageError for an empty (or blank) input name: ``Path("")`` is the working folder, so an
+    unset variable (``recolor colorize "$DIR" --in-place``) would colorize everything below it."""
+    if any(not item.strip() for item in inputs):
+        raise UsageError("an input is an empty name (an unset variable?): write '.' for the working folder")
+
+
+def check_output_is_not_an_input_folder(inputs: Sequence[str], out_dir: Path) -> None:
+    """A UsageError when the output folder is one of the input folders: its outputs would sit
+    among the inputs and a rerun would take them as photos (sub-folders of an input folder are fine:
+    the scan leaves them out)."""
+    for item in inputs:
+        if Path(item).is_dir() and real(Path(item)) == out_dir:
+            raise UsageError(f"the output folder is the input folder {item}: a rerun would take the outputs as inputs; pass another -o")
+
+
 def found_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
     """:func:`expand_inputs`, or a UsageError when the inputs name nothing at all."""
+    check_input_names(inputs)
     found = expand_inputs(inputs, out_dir)
     if not found.files and not found.unreadable:
         raise UsageError("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
@@ -251,6 +268,7 @@ def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | 
     out_dir = real(output or Path("colorized"))
     found = found_inputs(inputs, out_dir)
     if not in_place:
+        check_output_is_not_an_input_folder(inputs, out_dir)
         check_writable(out_dir)
     plan = ColorizePlan([], unreadable_records(found, output=None), out_dir, in_place, found.not_images)
     claimed: dict[Path, Path] = {}
@@ -367,6 +385,7 @@ def plan_sample_diverse(inputs: Sequence[str], output: Path, k: int, fmt: str | 
     """
     suffix = output_suffix(fmt)
     found = found_inputs(inputs, real(output))
+    check_output_is_not_an_input_folder(inputs, real(output))
     check_writable(output)
     plan = DiversePlan([], unreadable_records(found, outputs=[], sheet=None), found.not_images)
     claimed: set[Path] = set()

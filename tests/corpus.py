@@ -183,3 +183,17 @@ def premultiplied_alpha_tiff(path: Path, alpha: int = 128) -> Path:
     tifffile.imwrite(path, np.dstack([premultiplied, np.full_like(ramp, alpha)]), photometric="minisblack",
                      extrasamples=["assocalpha"], planarconfig="contig")
     return path
+
+
+# --- issue 29: names and files the command line must not lose or print raw ---------------------
+
+def multi_page_tiff(path: Path, pages: int = 3) -> Path:
+    """A greyscale TIFF of ``pages`` pages, each a different grey."""
+    images = [Image.new("L", (24, 16), 40 + 60 * i) for i in range(pages)]
+    images[0].save(path, save_all=True, append_images=images[1:])
+    return path
+
+
+def name_with_terminal_escape(folder: Path, suffix: str = ".jpg") -> Path:
+    """A corrupt image whose name holds ESC sequences: "clear the screen" and "erase the line"."""
+    return corrupt_file(folder / f"bad\x1b[2J\x1b[1K\r\u202ename{suffix}")

@@ -16,19 +16,51 @@ MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A mode
               "in the working directory: write ./NAME (or a path ending in .safetensors) for the file.")
 
 
+# Control characters (C0, DEL, C1: ESC starts terminal sequences, CR rewrites the line) and the
+# bidirectional overrides that reorder a line: a file name holding them could erase or disguise its
+# own failure line, so they are printed as escapes, never raw.
+_CONTROLS = ({code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+             | {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+             | {code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_CONTROLS_IN_MESSAGES = {code: escaped for code, escaped in _CONTROLS.items() if code not in (0x09, 0x0A)}  # a message may span lines
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``, ``\\u202e``)."""
+    return text.translate(_CONTROLS)
+
+
+@functools.cache
+def _console_class() -> type:
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        """A rich console that prints the control characters of any text it renders (messages,
+        table cells, the training loop's lines) as escapes: tabs and line breaks pass."""
+
+        def render_str(self, text: str, **kwargs):
+            return super().render_str(text.translate(_CONTROLS_IN_MESSAGES), **kwargs)
+
+    return SafeConsole
+
+
+def console(stderr: bool = False) -> "Console":
+    """A console for stdout (tables) or stderr that never prints a control character raw."""
+    return _console_class()(stderr=stderr, soft_wrap=stderr)  # stderr: one message, one line: scripts grep these
+
+
 @functools.cache
 def err() -> "Console":
     """The stderr console, made on first use (importing rich costs start-up time that ``--help`` does not need)."""
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
+    return console(stderr=True)
 
 
 def shown(text: object) -> str:
-    """Text (paths above all) safe to print through rich: markup escaped, line breaks visible as \\n."""
+    """Text (paths above all) safe to print through rich: markup escaped, control characters and
+    line breaks as escapes (\\n)."""
     from rich.markup import escape
 
-    return escape(str(text).replace("\n", "\\n").replace("\r", "\\r"))
+    return escape(escape_controls(str(text)))
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._shared import err, fail, shown
+from ._shared import console, err, fail, shown
 
 
 def evaluate(
@@ -34,7 +34,6 @@ def evaluate(
     hints: Annotated[Optional[list[int]], typer.Option("--hints", min=0, max=256, help="Also score each hint-taking model with N points revealed from the truth (seeded 6x6 patch means), a row per N; repeatable: --hints 0 --hints 1 --hints 10.")] = None,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluate import EvalSettings, EvaluationError, print_table, write_report
@@ -56,7 +55,7 @@ def evaluate(
                                     log=lambda message: progress.console.print(shown(message), highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
-    print_table(result, err() if as_json else Console())
+    print_table(result, err() if as_json else console())
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     if report is not None:
