@@ -169,6 +169,8 @@ def colorize_files(
     ``workers`` threads decode and as many write (default: :func:`default_workers`). A batch
     holds up to ``batch_size`` photos and at most half the pixel budget.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size}: must be 1 or more")
     workers = workers or default_workers(colorizer.device)
     budget = PixelBudget(pixels_in_flight)
     batch_pixels = max(1, pixels_in_flight // 2)

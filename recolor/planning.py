@@ -178,7 +178,8 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
     from .imageio.decoding import ImageReadError, probe_image
     from .imageio.encoders import output_format
 
-    target = source if in_place else out_dir / relative
+    # in place, a link is written through: its target gets the colours, the link stays a link
+    target = (real(source) if source.is_symlink() else source) if in_place else out_dir / relative
     if suffix and not in_place:
         target = target.with_suffix(suffix)
     try:
@@ -304,7 +305,8 @@ def hints_for(photo: Path, given: Any) -> Any:
 
     sidecar = sidecar_path(photo)
     try:
-        chosen = read_hints_file(sidecar).hints if sidecar.is_file() else given
+        # os.path.isfile: a 250-byte photo name makes a sidecar name too long to exist, not an error
+        chosen = read_hints_file(sidecar).hints if os.path.isfile(sidecar) else given
     except HintsFileError as exc:
         raise UsageError(str(exc)) from None
     if chosen is not None and chosen.points:
@@ -429,6 +431,29 @@ def parse_overrides(pairs: Sequence[str]) -> dict:
     return overrides
 
 
+def config_source(out: Path, resume: bool, init_from: Path | None) -> Path | None:
+    """The file whose config a `recolor train` run takes (the run's last checkpoint when resuming,
+    else ``--init-from``), or None: the model's defaults."""
+    from .checkpoint import CHECKPOINT_NAME
+
+    last = out / CHECKPOINT_NAME
+    return last if resume and last.exists() else init_from
+
+
+def check_run_paths(out: Path, export: Path | None = None) -> None:
+    """A UsageError now, not after training, when the run folder or the export file cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; the run folder holds checkpoints, logs and samples: pass a folder")
+    check_writable(out)
+    if export is not None:
+        if export.is_dir():
+            raise UsageError(f"--export {export}: is a folder; pass the weights file to write (e.g. {export / 'model.safetensors'})")
+        try:
+            check_writable(export.parent)
+        except UsageError:
+            raise UsageError(f"--export {export}: cannot write to its folder {export.parent}") from None
+
+
 def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: Path | None) -> dict:
     """The config a `recolor train` run uses: the model's defaults with the options on top; a resumed
     run's own config (only the learning rate may change: see :func:`check_resume_options`); for
@@ -438,7 +463,7 @@ def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: P
     from .pretrained import checked_model
 
     last = out / CHECKPOINT_NAME
-    source = last if resume and last.exists() else init_from
+    source = config_source(out, resume, init_from)
     if source is None:
         return spec.config(overrides)
     stored = load_checkpoint(source)
@@ -500,7 +525,7 @@ def distributed_context(device: str) -> dict:
     process group is initialised here, NCCL on CUDA and gloo on the CPU, and on CUDA each
     process drives the GPU numbered by its LOCAL_RANK.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _environ_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return {"rank": 0, "world_size": 1, "device": device, "distributed": False}
     import torch
@@ -508,7 +533,9 @@ def distributed_context(device: str) -> dict:
 
     from .devices import resolve_device
 
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:  # WORLD_SIZE left over in the environment, or set by hand
+        raise UsageError(f"WORLD_SIZE={world_size} is set but RANK is not: start distributed training with torchrun, or unset WORLD_SIZE")
+    rank, local_rank = _environ_int("RANK", 0), _environ_int("LOCAL_RANK", 0)
     target = resolve_device(device)
     if target.type == "cuda":
         if target.index is None:
@@ -521,6 +548,13 @@ def distributed_context(device: str) -> dict:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     return {"rank": rank, "world_size": world_size, "device": str(target), "distributed": True}
+
+
+def _environ_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise UsageError(f"{name}={os.environ[name]!r} in the environment is not a whole number (torchrun sets it)") from None
 
 
 def end_distributed(context: dict) -> None:

@@ -68,6 +68,16 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def checked_seed(seed: int) -> int:
+    """``--seed``, or exit 2 in one line when it is out of the range every generator takes."""
+    from ..seeds import check_seed
+
+    try:
+        return check_seed(seed)
+    except ValueError as exc:
+        fail(f"--{exc}")
+
+
 def loaded(load: Callable[[], object]):
     """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
     from ..checkpoint import CheckpointError

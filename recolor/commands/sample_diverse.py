@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._shared import err, fail, loaded, progress_bar, shown, tell_not_images
+from ..seeds import MAX_SEED
+from ._shared import checked_seed, err, fail, loaded, progress_bar, shown, tell_not_images
 
 
 def sample_diverse(
@@ -15,7 +16,7 @@ def sample_diverse(
     model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint (a name wins over a same-named file: write ./NAME for it).")] = "divcolor",
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: NAME_1..NAME_k and NAME_sheet.png per photo.")] = Path("diverse"),
     method: Annotated[str, typer.Option(help="topk: MDN means by weight / k-means centres of the draws; random: random draws.")] = "topk",
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same pictures).")] = 0,
+    seed: Annotated[int, typer.Option(help=f"Random seed, 0 to {MAX_SEED} (same seed, same pictures).")] = 0,
     draws: Annotated[int, typer.Option(min=1, help="Draws clustered into k by the cvae and pix2pix-dropout baselines.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
@@ -33,6 +34,7 @@ def sample_diverse(
     from ..inference import iter_batches
     from ..planning import UsageError, count_statuses, plan_sample_diverse
 
+    checked_seed(seed)
     try:
         plan = plan_sample_diverse(inputs, output, k, fmt, overwrite=overwrite)
     except UsageError as exc:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import DEFAULT_MODEL
-from ._shared import err, fail, shown
+from ..seeds import MAX_SEED
+from ._shared import checked_seed, err, fail, shown
 
 
 def train(
@@ -26,9 +27,9 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = min(4, max(1, (os.cpu_count() or 2) // 2)),
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps (and every epoch).")] = 500,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after N steps in all.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (above 0); stops cleanly (checkpoint + export).")] = None,
     decay_epochs: Annotated[int, typer.Option("--decay-epochs", min=0, help="Learning rates fall linearly to zero over the last N of --epochs (pix2pix's n_epochs_decay); 0: constant.")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=f"Random seed, 0 to {MAX_SEED}: initial weights, data order, crops and flips.")] = 0,
     min_chroma: Annotated[Optional[float], typer.Option("--min-chroma", min=0.0, help="Skip training photos whose mean Lab chroma (64 px thumbnail) is below this: faded, sepia and near-grey photos teach grey. Default 4 (only near-greyscale); validation keeps every photo.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (a fresh run when it has none). May change: --lr, --epochs, --decay-epochs, --max-steps, --max-minutes, --ema, --swa-from-epoch; refused: --set, --size, --batch-size, --encoder-weights, --seed.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
@@ -43,16 +44,27 @@ def train(
 
     from ..checkpoint import CheckpointError
     from ..data import NoUsablePhotos
-    from ..planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
+    from ..planning import (check_run_paths, config_source, distributed_context, end_distributed, parse_overrides, skipped_files_notes,
+                            training_config, training_datasets)
     from ..registry import get_model_spec
     from ..training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
 
+    checked_seed(seed)
+    if max_minutes is not None and not max_minutes > 0:
+        fail(f"--max-minutes {max_minutes:g}: must be above 0 (leave it out for no time limit)")
     try:
+        check_run_paths(out, export)  # before the model and the photos are loaded: not "error: 2" after training
         spec = get_model_spec(model)
         options = {"lr": lr, "image_size": size, "batch_size": batch_size, "encoder_weights": encoder_weights}
         overrides = parse_overrides(set_ or []) | {key: value for key, value in options.items() if value is not None}
         config = training_config(spec, overrides, out, resume, init_from)
-        spec.check_image_size(config)
+        source = config_source(out, resume, init_from)
+        try:
+            spec.check_image_size(config)
+        except ValueError as exc:
+            if size is None and source is not None:  # the size is the file's own: name the file
+                raise CheckpointError(f"{source}: its config's {exc}") from None
+            raise
         torch.manual_seed(seed)
         train_data, val_data = training_datasets(spec, config, data, val, min_chroma=min_chroma)
         for note in skipped_files_notes(train_data, val_data):
