@@ -78,14 +78,42 @@ def checked_seed(seed: int) -> int:
         fail(f"--{exc}")
 
 
-def loaded(load: Callable[[], object]):
-    """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
+def loaded(load: Callable[[], object], what: str | None = None, quiet: bool = False):
+    """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint. On a
+    terminal, "loading WHAT..." shows meanwhile (seconds of start-up would otherwise look like a hang)."""
     from ..checkpoint import CheckpointError
 
+    showing = what is not None and not quiet and err().is_terminal
     try:
-        return load()
+        with err().status(f"loading {shown(what)}...") if showing else contextlib.nullcontext():
+            return load()
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
+
+
+def stopped(done: int, total: int, how_to_continue: str) -> None:
+    """Ctrl-C (or SIGTERM): one line saying how far the run got and how to go on; exit 130."""
+    err().print(f"stopped: {done} of {total} done; {how_to_continue}", highlight=False)
+    raise typer.Exit(130)
+
+
+def rerun_hint(overwrite: bool, in_place: bool = False) -> str:
+    """How to finish an interrupted colorize or sample-diverse run."""
+    if in_place:
+        return "the files not done are untouched"
+    return "run it again without --overwrite to continue" if overwrite else "run the same command again to continue"
+
+
+def skipped_text(records: list[dict], skipped: int) -> str:
+    """"N skipped", saying why when outputs that exist were skipped (else a rerun with another
+    setting looks as if it had run)."""
+    exist = sum(r["status"] == "skipped" and "exist" in r.get("reason", "") for r in records)
+    return f"{skipped} skipped" + (" (outputs exist; --overwrite replaces them)" if exist else "")
+
+
+def made_with(ok: int, name: str) -> str:
+    """" with MODEL" when the model made something (not when every file was skipped or failed)."""
+    return f" with {shown(name)}" if ok else ""
 
 
 def tell_not_images(not_images: int) -> None:
