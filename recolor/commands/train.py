@@ -11,16 +11,6 @@ from ..seeds import MAX_SEED
 from ._shared import checked_seed, err, fail, shown
 
 
-def saved_step(out: Path) -> int | None:
-    """The step of the run's last checkpoint in ``out``, or None when there is none (or it cannot be read)."""
-    from ..checkpoint import CHECKPOINT_NAME, read_checkpoint_header
-
-    try:
-        return int(read_checkpoint_header(out / CHECKPOINT_NAME).extra["trainer"]["step"])
-    except Exception:  # noqa: BLE001 - no checkpoint, or one of another layout: the message then says less
-        return None
-
-
 def train(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `recolor models`).")] = DEFAULT_MODEL,
     data: Annotated[Path, typer.Option(help="Folder tree of colour photos for training.")] = Path("data/train"),
@@ -55,8 +45,8 @@ def train(
 
     from ..checkpoint import CheckpointError
     from ..data import NoUsablePhotos
-    from ..planning import (check_run_paths, clear_run_folder, config_source, distributed_context, end_distributed, parse_overrides, skipped_files_notes,
-                            training_config, training_datasets)
+    from ..planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
+    from ..run_folder import check_run_paths, clear_run_folder, config_source, saved_step
     from ..registry import get_model_spec
     from ..training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
 
