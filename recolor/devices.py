@@ -1,7 +1,14 @@
 """Device and mixed-precision choices shared by inference and training (bottom layer: imports torch only)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+# x86 feature flags (Linux /proc/cpuinfo) of CPUs that compute in bf16 natively: AVX-512 BF16
+# (Cooper Lake, Zen 4 on) and AMX (Sapphire Rapids on). torch's get_cpu_capability() names only the
+# vector width its kernels were built for (AVX512), never these.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,9 +30,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them in ``cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":  # the first processor's: all cores of a machine share them
+            return frozenset(value.split())
+    return frozenset()
+
+
 def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (autocast then runs about 2x faster than fp32)."""
     capability = torch.backends.cpu.get_cpu_capability().upper()
-    return "AVX512_BF16" in capability or "AMX" in capability
+    return "AVX512_BF16" in capability or "AMX" in capability or bool(NATIVE_BF16_FLAGS & cpu_flags())
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

@@ -35,7 +35,7 @@ from .evaluation.judges import IMAGENET_CLASSES_FILE, Labels, choose_labels, ima
 from .evaluation.photos import CroppedChunk, Photo, Skipped, default_size, find_photos, read_chunk, square_crop
 from .evaluation.report import bar_chart, print_table, write_report
 from .evaluation.result import EvalResult, Row, format_value, table_rows, write_json
-from .evaluation.settings import EvalSettings, EvaluationError
+from .evaluation.settings import MIN_SIZE, EvalSettings, EvaluationError
 
 __all__ = [
     "ACCUMULATORS", "BACKBONE_OPTIONS", "CLASSIFIER_OPTIONS", "IMAGENET_CLASSES_FILE", "METRICS", "METRIC_OPTIONS", "PIXEL_OPTIONS",
@@ -90,9 +90,9 @@ def resolve_options(settings: EvalSettings, contenders: list[Contender]) -> list
 
 def _evaluation_size(settings: EvalSettings, photos: list[Photo], options: list[str]) -> int:
     """--size, else the photos' default; SSIM's 11x11 window leaves the options when it does not fit."""
-    size = int(settings.size) if settings.size else default_size(photos)
-    if size < 8:
-        raise EvaluationError(f"--size {size}: too small (at least 8 pixels)")
+    size = int(settings.size) if settings.size is not None else default_size(photos)
+    if size < MIN_SIZE:
+        raise EvaluationError(f"--size {size}: too small (at least {MIN_SIZE} pixels)")
     if "ssim" in options and size < 11:
         if "ssim" in named_options(settings.metrics):
             raise EvaluationError("SSIM needs photos of at least 11x11 pixels; evaluate at --size 11 or more, or leave out --metric ssim")
@@ -104,6 +104,7 @@ def plan_evaluation(settings: EvalSettings) -> EvalPlan:
     """Find the photos, load the contenders and judges, choose metrics, size and labels; raises EvaluationError."""
     from .devices import resolve_device
 
+    settings.check()
     data = Path(settings.data)
     if not settings.models and not settings.predictions:
         settings.models = shipped_models()  # the default: every model recolor ships weights for

@@ -113,7 +113,11 @@ def header_pixels(path: Path) -> int:
 
 def _decode(job: ColorizeJob, max_pixels: int, pin_memory: bool) -> DecodedPhoto | str:
     try:
-        return decode_photo(job.source, max_pixels=max_pixels, pin_memory=pin_memory)
+        photo = decode_photo(job.source, max_pixels=max_pixels, pin_memory=pin_memory)
+        if photo.frames > 1 and os.path.realpath(job.source) == os.path.realpath(job.target):
+            # only the first frame is colorized: replacing the file would destroy the others
+            return f"{job.source}: {photo.frames} frames (pages); replacing it would keep only the first, so it is left as it is (write to a folder with -o)"
+        return photo
     except ImageReadError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a worker's failure becomes this file's error record
@@ -165,6 +169,8 @@ def colorize_files(
     ``workers`` threads decode and as many write (default: :func:`default_workers`). A batch
     holds up to ``batch_size`` photos and at most half the pixel budget.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size}: must be 1 or more")
     workers = workers or default_workers(colorizer.device)
     budget = PixelBudget(pixels_in_flight)
     batch_pixels = max(1, pixels_in_flight // 2)

@@ -109,8 +109,25 @@ def _each_once(found: InputFiles) -> InputFiles:
     return unique
 
 
+def check_input_names(inputs: Sequence[str]) -> None:
+    """A UsageError for an empty (or blank) input name: ``Path("")`` is the working folder, so an
+    unset variable (``recolor colorize "$DIR" --in-place``) would colorize everything below it."""
+    if any(not item.strip() for item in inputs):
+        raise UsageError("an input is an empty name (an unset variable?): write '.' for the working folder")
+
+
+def check_output_is_not_an_input_folder(inputs: Sequence[str], out_dir: Path) -> None:
+    """A UsageError when the output folder is one of the input folders: its outputs would sit
+    among the inputs and a rerun would take them as photos (sub-folders of an input folder are fine:
+    the scan leaves them out)."""
+    for item in inputs:
+        if Path(item).is_dir() and real(Path(item)) == out_dir:
+            raise UsageError(f"the output folder is the input folder {item}: a rerun would take the outputs as inputs; pass another -o")
+
+
 def found_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
     """:func:`expand_inputs`, or a UsageError when the inputs name nothing at all."""
+    check_input_names(inputs)
     found = expand_inputs(inputs, out_dir)
     if not found.files and not found.unreadable:
         raise UsageError("no input files found" + (f" ({found.not_images} not images by extension)" if found.not_images else ""))
@@ -161,7 +178,8 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
     from .imageio.decoding import ImageReadError, probe_image
     from .imageio.encoders import output_format
 
-    target = source if in_place else out_dir / relative
+    # in place, a link is written through: its target gets the colours, the link stays a link
+    target = (real(source) if source.is_symlink() else source) if in_place else out_dir / relative
     if suffix and not in_place:
         target = target.with_suffix(suffix)
     try:
@@ -251,6 +269,7 @@ def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | 
     out_dir = real(output or Path("colorized"))
     found = found_inputs(inputs, out_dir)
     if not in_place:
+        check_output_is_not_an_input_folder(inputs, out_dir)
         check_writable(out_dir)
     plan = ColorizePlan([], unreadable_records(found, output=None), out_dir, in_place, found.not_images)
     claimed: dict[Path, Path] = {}
@@ -286,7 +305,8 @@ def hints_for(photo: Path, given: Any) -> Any:
 
     sidecar = sidecar_path(photo)
     try:
-        chosen = read_hints_file(sidecar).hints if sidecar.is_file() else given
+        # os.path.isfile: a 250-byte photo name makes a sidecar name too long to exist, not an error
+        chosen = read_hints_file(sidecar).hints if os.path.isfile(sidecar) else given
     except HintsFileError as exc:
         raise UsageError(str(exc)) from None
     if chosen is not None and chosen.points:
@@ -367,6 +387,7 @@ def plan_sample_diverse(inputs: Sequence[str], output: Path, k: int, fmt: str | 
     """
     suffix = output_suffix(fmt)
     found = found_inputs(inputs, real(output))
+    check_output_is_not_an_input_folder(inputs, real(output))
     check_writable(output)
     plan = DiversePlan([], unreadable_records(found, outputs=[], sheet=None), found.not_images)
     claimed: set[Path] = set()
@@ -418,8 +439,10 @@ def training_config(spec, overrides: dict, out: Path, resume: bool, init_from: P
     from .checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint_header
     from .pretrained import checked_model
 
+    from .run_folder import config_source
+
     last = out / CHECKPOINT_NAME
-    source = last if resume and last.exists() else init_from
+    source = config_source(out, resume, init_from)
     if source is None:
         return spec.config(overrides)
     stored = read_checkpoint_header(source)  # its model and config: the tensors are read (and verified) when the run loads them
@@ -481,7 +504,7 @@ def distributed_context(device: str) -> dict:
     process group is initialised here, NCCL on CUDA and gloo on the CPU, and on CUDA each
     process drives the GPU numbered by its LOCAL_RANK.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _environ_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return {"rank": 0, "world_size": 1, "device": device, "distributed": False}
     import torch
@@ -489,7 +512,9 @@ def distributed_context(device: str) -> dict:
 
     from .devices import resolve_device
 
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:  # WORLD_SIZE left over in the environment, or set by hand
+        raise UsageError(f"WORLD_SIZE={world_size} is set but RANK is not: start distributed training with torchrun, or unset WORLD_SIZE")
+    rank, local_rank = _environ_int("RANK", 0), _environ_int("LOCAL_RANK", 0)
     target = resolve_device(device)
     if target.type == "cuda":
         if target.index is None:
@@ -502,6 +527,13 @@ def distributed_context(device: str) -> dict:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     return {"rank": rank, "world_size": world_size, "device": str(target), "distributed": True}
+
+
+def _environ_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise UsageError(f"{name}={os.environ[name]!r} in the environment is not a whole number (torchrun sets it)") from None
 
 
 def end_distributed(context: dict) -> None:

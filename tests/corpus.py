@@ -215,3 +215,34 @@ def premultiplied_alpha_tiff(path: Path, alpha: int = 128) -> Path:
     tifffile.imwrite(path, np.dstack([premultiplied, np.full_like(ramp, alpha)]), photometric="minisblack",
                      extrasamples=["assocalpha"], planarconfig="contig")
     return path
+
+
+# --- issue 29: names and files the command line must not lose or print raw ---------------------
+
+def multi_page_tiff(path: Path, pages: int = 3) -> Path:
+    """A greyscale TIFF of ``pages`` pages, each a different grey."""
+    images = [Image.new("L", (24, 16), 40 + 60 * i) for i in range(pages)]
+    images[0].save(path, save_all=True, append_images=images[1:])
+    return path
+
+
+def name_with_terminal_escape(folder: Path, suffix: str = ".jpg") -> Path:
+    """A corrupt image whose name holds ESC sequences: "clear the screen" and "erase the line"."""
+    return corrupt_file(folder / f"bad\x1b[2J\x1b[1K\r\u202ename{suffix}")
+
+
+def long_named_photo(folder: Path, photo: np.ndarray, name_bytes: int = 250) -> Path:
+    """A greyscale JPEG whose name is ``name_bytes`` bytes long (with a two-byte character at the
+    edge where a temporary name built on it would be cut)."""
+    stem = "é" + "x" * (name_bytes - len(".jpg") - 2)
+    return grey_photo(folder / f"{stem}.jpg", photo)
+
+
+def model_file_with_an_unfit_size(path: Path, image_size: int = 40) -> Path:
+    """A consistent tiny pix2pix file (its tensors fit) whose config's image_size the network cannot
+    train at (5 downsamplings need a multiple of 32)."""
+    from recolor.registry import get_model_spec
+
+    spec = get_model_spec("pix2pix")
+    config = {"ngf": 8, "num_downs": 5, "image_size": image_size}
+    return crafted_checkpoint(path, "pix2pix", config, spec.build(spec.architecture_config(config)).state_dict())

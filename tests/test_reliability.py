@@ -55,7 +55,8 @@ def test_colorize_into_the_input_folder_never_replaces_another_input(tmp_path, p
     corpus.grey_photo(folder / "x.jpg", photos["coffee"])
     corpus.grey_photo(folder / "x.png", photos["chelsea"])
     before = (folder / "x.png").read_bytes()
-    result = cli("colorize", folder, "-o", folder, "--format", "png", "--overwrite", "--model", tiny_pix2pix_checkpoint, "-q", "--json")
+    # files named one by one (an input *folder* as -o is refused outright: tests/test_reliability_cli.py)
+    result = cli("colorize", folder / "x.jpg", folder / "x.png", "-o", folder, "--format", "png", "--overwrite", "--model", tiny_pix2pix_checkpoint, "-q", "--json")
     clean_exit(result, 1)
     assert (folder / "x.png").read_bytes() == before
     assert records(result)["x.jpg"]["status"] == "error" and "overwrite another input" in records(result)["x.jpg"]["error"]
@@ -66,7 +67,7 @@ def test_sample_diverse_into_the_input_folder_never_replaces_another_input(tmp_p
     corpus.grey_photo(folder / "p.jpg", photos["coffee"])
     corpus.grey_photo(folder / "p_1.jpg", photos["chelsea"])
     before = (folder / "p_1.jpg").read_bytes()
-    result = cli("sample-diverse", folder, "-o", folder, "-k", "2", "--overwrite", "--model", tiny_pix2pix_checkpoint, "--draws", "4", "-q", "--json")
+    result = cli("sample-diverse", folder / "p.jpg", folder / "p_1.jpg", "-o", folder, "-k", "2", "--overwrite", "--model", tiny_pix2pix_checkpoint, "--draws", "4", "-q", "--json")
     clean_exit(result, 1)
     assert (folder / "p_1.jpg").read_bytes() == before
     assert records(result)["p.jpg"]["status"] == "error"

@@ -25,7 +25,10 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Colorize greyscale photos with deep generative models.")
+from ._typer import OneLineUsageErrors, PlainHelpCommand
+
+app = typer.Typer(cls=OneLineUsageErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Colorize greyscale photos with deep generative models.")
 
 # The order of `recolor --help`; commands not named here follow in alphabetical order.
 HELP_ORDER = ("colorize", "sample_diverse", "train", "models", "evaluate")
@@ -56,7 +59,7 @@ def command_modules() -> list[str]:
 def register_commands() -> None:
     for name in command_modules():
         module = importlib.import_module(f"{__name__}.{name}")
-        app.command(name.replace("_", "-"))(getattr(module, name))
+        app.command(name.replace("_", "-"), cls=PlainHelpCommand)(getattr(module, name))
 
 
 register_commands()

@@ -16,19 +16,51 @@ MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A mode
               "in the working directory: write ./NAME (or a path ending in .safetensors) for the file.")
 
 
+# Control characters (C0, DEL, C1: ESC starts terminal sequences, CR rewrites the line) and the
+# bidirectional overrides that reorder a line: a file name holding them could erase or disguise its
+# own failure line, so they are printed as escapes, never raw.
+_CONTROLS = ({code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+             | {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+             | {code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_CONTROLS_IN_MESSAGES = {code: escaped for code, escaped in _CONTROLS.items() if code not in (0x09, 0x0A)}  # a message may span lines
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``, ``\\u202e``)."""
+    return text.translate(_CONTROLS)
+
+
+@functools.cache
+def _console_class() -> type:
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        """A rich console that prints the control characters of any text it renders (messages,
+        table cells, the training loop's lines) as escapes: tabs and line breaks pass."""
+
+        def render_str(self, text: str, **kwargs):
+            return super().render_str(text.translate(_CONTROLS_IN_MESSAGES), **kwargs)
+
+    return SafeConsole
+
+
+def console(stderr: bool = False) -> "Console":
+    """A console for stdout (tables) or stderr that never prints a control character raw."""
+    return _console_class()(stderr=stderr, soft_wrap=stderr)  # stderr: one message, one line: scripts grep these
+
+
 @functools.cache
 def err() -> "Console":
     """The stderr console, made on first use (importing rich costs start-up time that ``--help`` does not need)."""
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)  # one message, one line: scripts grep these
+    return console(stderr=True)
 
 
 def shown(text: object) -> str:
-    """Text (paths above all) safe to print through rich: markup escaped, line breaks visible as \\n."""
+    """Text (paths above all) safe to print through rich: markup escaped, control characters and
+    line breaks as escapes (\\n)."""
     from rich.markup import escape
 
-    return escape(str(text).replace("\n", "\\n").replace("\r", "\\r"))
+    return escape(escape_controls(str(text)))
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -36,14 +68,52 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def loaded(load: Callable[[], object]):
-    """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
-    from ..checkpoint import CheckpointError
+def checked_seed(seed: int) -> int:
+    """``--seed``, or exit 2 in one line when it is out of the range every generator takes."""
+    from ..seeds import check_seed
 
     try:
-        return load()
+        return check_seed(seed)
+    except ValueError as exc:
+        fail(f"--{exc}")
+
+
+def loaded(load: Callable[[], object], what: str | None = None, quiet: bool = False):
+    """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint. On a
+    terminal, "loading WHAT..." shows meanwhile (seconds of start-up would otherwise look like a hang)."""
+    from ..checkpoint import CheckpointError
+
+    showing = what is not None and not quiet and err().is_terminal
+    try:
+        with err().status(f"loading {shown(what)}...") if showing else contextlib.nullcontext():
+            return load()
     except (CheckpointError, KeyError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
+
+
+def stopped(done: int, total: int, how_to_continue: str) -> None:
+    """Ctrl-C (or SIGTERM): one line saying how far the run got and how to go on; exit 130."""
+    err().print(f"stopped: {done} of {total} done; {how_to_continue}", highlight=False)
+    raise typer.Exit(130)
+
+
+def rerun_hint(overwrite: bool, in_place: bool = False) -> str:
+    """How to finish an interrupted colorize or sample-diverse run."""
+    if in_place:
+        return "the files not done are untouched"
+    return "run it again without --overwrite to continue" if overwrite else "run the same command again to continue"
+
+
+def skipped_text(records: list[dict], skipped: int) -> str:
+    """"N skipped", saying why when outputs that exist were skipped (else a rerun with another
+    setting looks as if it had run)."""
+    exist = sum(r["status"] == "skipped" and "exist" in r.get("reason", "") for r in records)
+    return f"{skipped} skipped" + (" (outputs exist; --overwrite replaces them)" if exist else "")
+
+
+def made_with(ok: int, name: str) -> str:
+    """" with MODEL" when the model made something (not when every file was skipped or failed)."""
+    return f" with {shown(name)}" if ok else ""
 
 
 def tell_not_images(not_images: int) -> None:

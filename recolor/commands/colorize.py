@@ -6,11 +6,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import DEFAULT_MODEL
-from ._shared import MODEL_HELP, RunReport, err, fail, loaded, progress_bar, shown, tell_not_images
+from ._shared import MODEL_HELP, RunReport, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
 
 
 def colorize(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders (recursive) or glob patterns.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder, default ./colorized (folder and glob inputs keep their sub-folders).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = DEFAULT_MODEL,
     size: Annotated[Optional[int], typer.Option(min=1, help="Model input size in pixels (default: the model's own); changes the colours, see README.")] = None,
@@ -44,7 +44,7 @@ def colorize(
         plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place, hints=given)
     except UsageError as exc:
         fail(str(exc))
-    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
+    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma), model, quiet)
     hinted = [job for job in plan.jobs if job.hints is not None]
     if hinted and not colorizer.takes_hints:
         if given is not None:
@@ -61,16 +61,22 @@ def colorize(
         report.emit(record)
     plan.clean_output_folders()
     started = time.perf_counter()
-    with progress_bar("colorize", len(plan.jobs), quiet) as advance:
-        # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
-        for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
-            report.emit(outcome_record(outcome))
-            advance()
+    done = 0
+    try:
+        with progress_bar("colorize", len(plan.jobs), quiet) as advance:
+            # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
+            for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
+                report.emit(outcome_record(outcome))
+                done += outcome.ok
+                advance()
+    except KeyboardInterrupt:
+        stopped(done, len(plan.jobs), rerun_hint(overwrite, in_place))
     tell_not_images(plan.not_images)
     counts = report.counts()
     with_hints = f" ({len(hinted)} with hints)" if hinted else ""
-    err().print(f"{counts['ok']} colorized{with_hints}, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
-                f"with {shown(colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
+    err().print(f"{counts['ok']} colorized{with_hints}, {skipped_text(report.records, counts['skipped'])}, {counts['error']} failed in "
+                f"{time.perf_counter() - started:.1f} s{made_with(counts['ok'], colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}",
+                highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 

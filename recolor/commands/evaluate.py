@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._shared import err, fail, shown
+from ..seeds import MAX_SEED
+from ._shared import console, err, fail, shown
 
 
 def evaluate(
@@ -29,19 +30,24 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     precision: Annotated[str, typer.Option(help="Models' autocast: auto, fp32, bf16, fp16.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=f"Random seed, 0 to {MAX_SEED}: the --limit subset, the diversity draws, Omega's fine-tuning.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     hints: Annotated[Optional[list[int]], typer.Option("--hints", min=0, max=256, help="Also score each hint-taking model with N points revealed from the truth (seeded 6x6 patch means), a row per N; repeatable: --hints 0 --hints 1 --hints 10.")] = None,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluate import EvalSettings, EvaluationError, print_table, write_report
     from ..evaluate import evaluate as run_evaluation
+    from ..planning import UsageError, check_writable
 
     if data is None:
         fail("pass --data DIR: a folder of colour photos to use as ground truth")
+    if report is not None:
+        try:
+            check_writable(report)  # now, not after the models ran
+        except UsageError as exc:
+            fail(str(exc))
     settings = EvalSettings(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
         classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,
@@ -56,8 +62,11 @@ def evaluate(
                                     log=lambda message: progress.console.print(shown(message), highlight=False))
     except EvaluationError as exc:
         fail(str(exc))
-    print_table(result, err() if as_json else Console())
+    print_table(result, err() if as_json else console())
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     if report is not None:
-        err().print(f"report: {shown(write_report(result, report))}", highlight=False)
+        try:
+            err().print(f"report: {shown(write_report(result, report))}", highlight=False)
+        except OSError as exc:  # the folder went away or filled up meanwhile: the table above stands
+            fail(f"{exc.filename or report}: could not write the report ({exc.strerror or exc})", 1)

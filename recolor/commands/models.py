@@ -4,10 +4,11 @@ from typing import Annotated
 
 import typer
 
+from ._shared import console
+
 
 def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every model with its paper and a one-line description."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..checkpoint import ships_weights
@@ -21,4 +22,4 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     table = Table("model", "paper", "weights", "description")
     for row in rows:
         table.add_row(row["name"], row["paper"], "shipped" if row["shipped_weights"] else "-", row["description"])
-    Console().print(table)
+    console().print(table)

@@ -46,7 +46,7 @@ def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
     it leaves the old file or the whole new one, never an empty one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
@@ -57,6 +57,21 @@ def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+_NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs)
+
+
+def _temp_prefix(name: str) -> str:
+    """".NAME.recolor-PID-" with NAME cut short enough (in bytes) that the whole
+    temporary name, mkstemp's 8 characters and ".tmp" added, fits in one file name: a 250-byte
+    photo name must still be writable."""
+    tail = f".{_TEMP_MARK}{os.getpid()}-"
+    room = _NAME_MAX - len(".") - len(tail.encode()) - 8 - len(".tmp")
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > room:
+        name = encoded[:room].decode("utf-8", "surrogateescape")  # the same bytes, cut
+    return f".{name}{tail}"
 
 
 def _process_alive(pid: int) -> bool:
