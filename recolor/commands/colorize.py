@@ -64,13 +64,13 @@ def colorize(
     with progress_bar("colorize", len(plan.jobs), quiet) as advance:
         # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
         for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
-            report.emit(outcome_record(outcome))
+            report.emit(outcome_record(outcome) | {"model": colorizer.label, "weights_sha256": colorizer.weights_sha256})
             advance()
     tell_not_images(plan.not_images)
     counts = report.counts()
     with_hints = f" ({len(hinted)} with hints)" if hinted else ""
     err().print(f"{counts['ok']} colorized{with_hints}, {counts['skipped']} skipped, {counts['error']} failed in {time.perf_counter() - started:.1f} s "
-                f"with {shown(colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
+                f"with {shown(colorizer.label)} -> {shown(plan.out_dir) if not in_place else 'inputs'}", highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 
 

@@ -33,7 +33,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (a fresh run when it has none). May change: --lr, --epochs, --decay-epochs, --max-steps, --max-minutes, --ema, --swa-from-epoch; refused: --set, --size, --batch-size, --encoder-weights, --seed.")] = False,
     swa_from_epoch: Annotated[Optional[int], typer.Option("--swa-from-epoch", min=1, help="Export the average of the generator's weights over the epochs from this one on (BatchNorm statistics recomputed).")] = None,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Validate and export the exponential moving average of the generator's weights with this decay (e.g. 0.999); 0: off.")] = 0.0,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune: start from this checkpoint (a run's last.safetensors or exported weights; its architecture config is used).")] = None,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Fine-tune: start from this model's shipped weights (a name, as --model takes) or checkpoint (a run's last.safetensors or exported weights); its architecture config is used.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="Also write the fp16 inference weights here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     sync_batchnorm: Annotated[bool, typer.Option("--sync-batchnorm", help="Under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own).")] = False,
@@ -41,7 +41,7 @@ def train(
     """Train any registered model on a folder of colour photos (CPU or CUDA, resumable; multi-GPU/multi-machine under torchrun)."""
     import torch
 
-    from ..checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError, find_weights
     from ..data import NoUsablePhotos
     from ..planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from ..registry import get_model_spec
@@ -49,6 +49,11 @@ def train(
 
     try:
         spec = get_model_spec(model)
+        if init_from is not None:  # a model name, as --model takes, or a file
+            try:
+                init_from = find_weights(init_from)
+            except KeyError:
+                fail(f"--init-from {init_from}: no such checkpoint file, nor a model name (`recolor models` lists them)")
         options = {"lr": lr, "image_size": size, "batch_size": batch_size, "encoder_weights": encoder_weights}
         overrides = parse_overrides(set_ or []) | {key: value for key, value in options.items() if value is not None}
         config = training_config(spec, overrides, out, resume, init_from)

@@ -1,0 +1,77 @@
+"""What a new user tripped over (issue 28): fine-tuning from a model name, runs that say which
+weights made their outputs, the README's Python snippets, Python errors in Python's words, the
+evaluate example's JSON, and thread counts that fit the CPUs the process may use."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from recolor.cli import app
+
+runner = CliRunner()
+TINY_RUN = ["--set", "ngf=8", "--set", "num_downs=5", "--size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu", "-q"]
+
+
+def cli(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def tiny_shipped_pix2pix(tmp_path, monkeypatch, tiny_pix2pix_checkpoint):
+    """The tiny pix2pix file installed as the shipped pix2pix weights (RECOLOR_WEIGHTS_DIR wins over the package's)."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(tiny_pix2pix_checkpoint, folder / "pix2pix.safetensors")
+    monkeypatch.setenv("RECOLOR_WEIGHTS_DIR", str(folder))
+    return folder / "pix2pix.safetensors"
+
+
+def stored_sha256(path) -> str:
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()["recolor.sha256"]
+
+
+# --- item 8: fine-tuning and which weights made an output -----------------------------------------
+
+def test_init_from_takes_a_model_name_as_model_does(tmp_path, tiny_photo_folder, tiny_shipped_pix2pix, one_thread):
+    result = cli("train", "--model", "pix2pix", "--init-from", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "ft",
+                 "--max-steps", "1", *TINY_RUN)
+    assert result.exit_code == 0, result.output
+    assert f"initialised pix2pix from {tiny_shipped_pix2pix}" in result.output.replace("\n", "")
+
+
+def test_an_unknown_init_from_is_one_usage_line(tmp_path, tiny_photo_folder):
+    result = cli("train", "--model", "pix2pix", "--init-from", "no-such-model", "--data", tiny_photo_folder, "--out", tmp_path / "ft", *TINY_RUN)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "no-such-model" in result.output
+
+
+def test_a_users_own_weights_are_reported_by_path_and_records_carry_the_weights_hash(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint,
+                                                                                   tiny_shipped_pix2pix, one_thread):
+    own = cli("colorize", grey_photo_path, "-o", tmp_path / "own", "--model", tiny_pix2pix_checkpoint, "--json", "-q")
+    assert own.exit_code == 0, own.output
+    record = json.loads(own.stdout.splitlines()[0])
+    assert record["model"] == str(tiny_pix2pix_checkpoint)
+    assert record["weights_sha256"] == stored_sha256(tiny_pix2pix_checkpoint)
+    assert f"with {tiny_pix2pix_checkpoint}" in own.stderr.replace("\n", "") and "with pix2pix" not in own.stderr
+
+    shipped = cli("colorize", grey_photo_path, "-o", tmp_path / "shipped", "--model", "pix2pix", "--json", "-q")
+    assert shipped.exit_code == 0, shipped.output
+    assert json.loads(shipped.stdout.splitlines()[0])["model"] == "pix2pix"
+    assert "with pix2pix" in shipped.stderr
+
+
+def test_the_weights_hash_of_a_file_without_a_stored_one_is_computed_from_its_tensors(tmp_path, tiny_pix2pix_checkpoint):
+    from safetensors.torch import load_file, save_file
+
+    from recolor.checkpoint import load_checkpoint
+
+    with safe_open(str(tiny_pix2pix_checkpoint), framework="pt") as handle:
+        metadata = {key: value for key, value in handle.metadata().items() if key != "recolor.sha256"}
+    older = tmp_path / "older.safetensors"
+    save_file(load_file(str(tiny_pix2pix_checkpoint)), str(older), metadata=metadata)
+    assert load_checkpoint(older).sha256 == stored_sha256(tiny_pix2pix_checkpoint)
