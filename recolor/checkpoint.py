@@ -238,7 +238,7 @@ def shipped_weights(name: str) -> Path:
         path = folder / f"{spec.name}.safetensors"
         if path.is_file():
             return path
-    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them with `recolor train --model {spec.name}` and pass --model PATH")
+    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them (`recolor train --model {spec.name}`) and load the weights file it writes by its path")
 
 
 def weights_label(model: str, path: Path | None) -> str:

@@ -4,9 +4,15 @@ evaluate example's JSON, and thread counts that fit the CPUs the process may use
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
@@ -75,3 +81,73 @@ def test_the_weights_hash_of_a_file_without_a_stored_one_is_computed_from_its_te
     older = tmp_path / "older.safetensors"
     save_file(load_file(str(tiny_pix2pix_checkpoint)), str(older), metadata=metadata)
     assert load_checkpoint(older).sha256 == stored_sha256(tiny_pix2pix_checkpoint)
+
+
+# --- item 5: the README's Python runs as pasted, and Python errors speak Python ---------------------
+
+REPO = Path(__file__).resolve().parents[1]
+NEEDS_CUDA = ("needs CUDA", "needs a GPU")  # a snippet line (or a snippet's first line) marked so runs only where CUDA is
+
+
+def readme_snippets() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def runnable(snippet: str, cuda: bool) -> str | None:
+    """The snippet as it runs here: None when it is marked as a whole as needing CUDA and there is none,
+    else without the lines so marked."""
+    lines = snippet.splitlines()
+    if cuda:
+        return snippet
+    if lines and any(mark in lines[0] for mark in NEEDS_CUDA):
+        return None
+    return "\n".join(line for line in lines if not any(mark in line for mark in NEEDS_CUDA))
+
+
+@pytest.fixture
+def snippet_folder(tmp_path, photos):
+    """A folder holding every photo the README's snippets name."""
+    small = {name: Image.fromarray(image).resize((96, 64)) for name, image in photos.items()}
+    small["astronaut"].convert("L").save(tmp_path / "old_photo.jpg")
+    small["chelsea"].convert("L").save(tmp_path / "scan.jpg")
+    small["coffee"].convert("L").save(tmp_path / "a.jpg")
+    small["astronaut"].save(tmp_path / "b.png")
+    return tmp_path
+
+
+def test_every_readme_python_snippet_runs_as_pasted(snippet_folder):
+    import torch
+
+    snippets = readme_snippets()
+    assert snippets, "the README has Python snippets"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    for snippet in snippets:
+        code = runnable(snippet, torch.cuda.is_available())
+        if code is None:
+            continue
+        done = subprocess.run([sys.executable, "-c", code], cwd=snippet_folder, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"README snippet failed:\n{code}\n{done.stderr[-3000:]}"
+    assert (snippet_folder / "colour.png").is_file()  # what the first snippet saves
+
+
+def test_the_cuda_marker_drops_only_the_marked_lines():
+    snippet = 'a = 1\nb = load(device="cuda")  # needs CUDA\nc = 3'
+    assert runnable(snippet, cuda=False) == "a = 1\nc = 3" and runnable(snippet, cuda=True) == snippet
+    assert runnable("# needs a GPU\nx = 1", cuda=False) is None
+
+
+def test_python_errors_name_parameters_and_the_command_line_names_flags(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    from recolor import Colorizer, load_sampler
+
+    with pytest.raises(ValueError) as raised:
+        Colorizer.load(tiny_pix2pix_checkpoint, device="cuda:99")  # no machine has 100 GPUs
+    assert str(raised.value).startswith("device='cuda:99': ") and "--" not in str(raised.value)
+    with pytest.raises(ValueError, match=r"^draws=0: must be at least 1$"):
+        load_sampler(tiny_pix2pix_checkpoint, draws=0)
+    with pytest.raises(ValueError) as raised:
+        load_sampler(tiny_pix2pix_checkpoint, draws=4).check(9, "topk")
+    assert str(raised.value) == "k=9: cannot cluster 4 draws into 9 colorizations: raise draws=9 or more"
+
+    result = cli("sample-diverse", grey_photo_path, "-o", tmp_path, "-k", "9", "--draws", "4", "--model", tiny_pix2pix_checkpoint, "-q")
+    assert result.exit_code == 2 and "-k 9: cannot cluster 4 draws into 9 colorizations: raise --draws 9 or more" in result.output

@@ -39,11 +39,12 @@ def fail(message: str, code: int = 2) -> None:
 def loaded(load: Callable[[], object]):
     """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
     from ..checkpoint import CheckpointError
+    from ..options import said_on_the_command_line
 
     try:
         return load()
     except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+        fail(said_on_the_command_line(exc))  # a bad option named by its flag
 
 
 def tell_not_images(not_images: int) -> None:

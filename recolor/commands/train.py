@@ -43,6 +43,7 @@ def train(
 
     from ..checkpoint import CheckpointError, find_weights
     from ..data import NoUsablePhotos
+    from ..options import said_on_the_command_line
     from ..planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from ..registry import get_model_spec
     from ..training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
@@ -79,7 +80,7 @@ def train(
     except NoUsablePhotos:  # raised in a DataLoader worker, whose re-raise wraps the message in a traceback
         fail(f"{data}: no usable colour photo: every photo is unreadable or its mean chroma is below {train_data.min_chroma:g} (--min-chroma)", 1)
     except (KeyError, ValueError, FileNotFoundError, CheckpointError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+        fail(said_on_the_command_line(exc))
     except OSError as exc:  # a full disk, a read-only run folder: the run stops, its last checkpoint stays good
         fail(f"{exc.filename or out}: {exc.strerror or exc} (the last checkpoint in {out} is intact; --resume continues from it)", 1)
     if dist["rank"] == 0:
