@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -151,3 +152,77 @@ def test_python_errors_name_parameters_and_the_command_line_names_flags(tmp_path
 
     result = cli("sample-diverse", grey_photo_path, "-o", tmp_path, "-k", "9", "--draws", "4", "--model", tiny_pix2pix_checkpoint, "-q")
     assert result.exit_code == 2 and "-k 9: cannot cluster 4 draws into 9 colorizations: raise --draws 9 or more" in result.output
+
+
+# --- item 1: the README's evaluate example, offline, writes JSON that parses ---------------------
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: torchvision's weight downloads fail as they do offline (and no test downloads anything)."""
+    import urllib.error
+
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", no_network)
+
+
+def readme_evaluate_example() -> list[str]:
+    """The README's first `recolor evaluate ... --json > scores.json` command, as arguments."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith("recolor evaluate ") and "--json > scores.json" in line)
+    return shlex.split(line.split(">")[0])[1:]
+
+
+def test_the_readme_evaluate_example_runs_offline_and_its_stdout_is_json(tmp_path, photos, offline, one_thread):
+    from recolor.checkpoint import ships_weights
+
+    arguments = readme_evaluate_example()
+    models = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "--model"]
+    if not all(ships_weights(model) for model in models):
+        pytest.skip("a checkout without the shipped weights")
+    data = tmp_path / "val"  # tiny data: three small photos
+    data.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(photos[name]).resize((64, 48)).save(data / f"{name}.jpg")
+    swapped = {arguments[arguments.index("--data") + 1]: str(data), arguments[arguments.index("--report") + 1]: str(tmp_path / "report")}
+    result = runner.invoke(app, [swapped.get(argument, argument) for argument in arguments] + ["--omega-steps", "1"])  # Omega kept short
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert {"accuracy", "cim", "omega", "is", "fid"} <= set(scores["metrics"]), scores["notes"]  # none skipped offline
+    assert set(models) <= {row["name"] for row in scores["rows"]}
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_download_chatter_goes_to_stderr_not_into_the_json(tmp_path, tiny_photo_folder, tiny_pix2pix_checkpoint, monkeypatch, one_thread):
+    import torchvision
+
+    def download(*args, **kwargs):  # what torch.hub does on a machine online
+        print('Downloading: "https://download.pytorch.org/models/resnet18-f37072fd.pth" to /root/.cache/torch/hub/checkpoints/')
+        return torchvision.models.resnet18().state_dict()
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", download)
+    result = cli("evaluate", "--model", tiny_pix2pix_checkpoint, "--data", tiny_photo_folder, "--metric", "accuracy", "--classifier", "resnet18",
+                 "--size", "32", "--limit", "2", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["metrics"]) == ["accuracy"]
+    assert "Downloading:" in result.stderr
+
+
+def test_an_offline_download_backed_judge_is_one_line_pointing_at_the_installed_one(tiny_photo_folder, tiny_pix2pix_checkpoint, offline):
+    base = ["evaluate", "--model", tiny_pix2pix_checkpoint, "--data", tiny_photo_folder, "--size", "32", "--limit", "2", "-q"]
+    for extra, pointer in ((["--metric", "accuracy", "--classifier", "resnet18"], "--classifier efficientnet-lite2"),
+                           (["--metric", "fid", "--backbone", "inception_v3"], "--backbone efficientnet-lite2")):
+        result = cli(*base, *extra)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and pointer in result.output, result.output
+
+
+def test_classifier_metrics_default_to_the_installed_judge(tiny_photo_folder, tiny_pix2pix_checkpoint, offline, one_thread):
+    result = cli("evaluate", "--model", tiny_pix2pix_checkpoint, "--data", tiny_photo_folder, "--metric", "accuracy", "--metric", "fid",
+                 "--size", "32", "--limit", "2", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)["info"]
+    assert "efficientnet-lite2" in json.dumps(info)

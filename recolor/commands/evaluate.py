@@ -1,5 +1,7 @@
 """`recolor evaluate`: score models on held-out colour photos with the papers' metrics (recolor/evaluate.py)."""
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,8 +15,8 @@ def evaluate(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable; default: every model with shipped weights).")] = None,
     predictions: Annotated[Optional[list[str]], typer.Option(help="Folder of colorized images matched to --data by relative path, or NAME=DIR (repeatable).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable). Default: the pixel metrics, plus those whose network you pass.")] = None,
-    classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default resnet18.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: inception_v3 (downloads), inception_v3:PATH, or any classifier spec (e.g. resnet56-cifar10:PATH).")] = None,
+    classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: efficientnet-lite0/1/2 (installed, offline), resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default efficientnet-lite2.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: any classifier spec (default efficientnet-lite2, offline: not comparable with published IS/FID), inception_v3 (downloads) or inception_v3:PATH.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,
     chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Score the models' colorizations with their colour scaled by this (as colorize --chroma).")] = 1.0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score a random subset of N photos (seeded).")] = None,
@@ -49,8 +51,8 @@ def evaluate(
         hints=sorted(set(hints or [])),
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    try:
-        with Progress(*columns, console=err(), disable=quiet or not err().is_terminal, transient=True) as progress:
+    try:  # stdout is the results' alone (`--json > scores.json`): what a library prints there goes to stderr
+        with contextlib.redirect_stdout(sys.stderr), Progress(*columns, console=err(), disable=quiet or not err().is_terminal, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     log=lambda message: progress.console.print(shown(message), highlight=False))
