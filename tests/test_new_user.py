@@ -226,3 +226,76 @@ def test_classifier_metrics_default_to_the_installed_judge(tiny_photo_folder, ti
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)["info"]
     assert "efficientnet-lite2" in json.dumps(info)
+
+
+# --- item 4: threads that fit the CPUs the tool may use -------------------------------------------
+
+PINNED_TO_ONE_CPU = """
+import os, sys, torch
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+os.cpu_count = lambda: 16  # the machine's count, which the affinity mask overrides
+from recolor.pipeline import default_workers
+from recolor.threads import default_threads, usable_cpus
+torch.set_num_threads(default_threads())
+print(usable_cpus(), default_threads(), torch.get_num_threads(), default_workers(torch.device("cpu")))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this system")
+def test_a_process_pinned_to_one_cpu_computes_decodes_and_saves_on_one_thread_each():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env.pop("OMP_NUM_THREADS", None)
+    done = subprocess.run([sys.executable, "-c", PINNED_TO_ONE_CPU], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1", "1", "1"]  # usable CPUs, threads, torch's threads, decode (and save) threads
+
+
+def test_cpus_that_other_processes_keep_busy_are_left_to_them(monkeypatch):
+    from recolor import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    # four CPUs, 100 jiffies each over the sample: 200 of the 400 busy, two CPUs' worth
+    samples = iter([(0.0, 0.0), (2 * 100.0, 4 * 100.0)])
+    monkeypatch.setattr(threads, "_cpu_times", lambda cpus: next(samples))
+    assert threads.busy_cpus() == pytest.approx(2.0)
+    samples = iter([(0.0, 0.0), (2 * 100.0, 4 * 100.0)])
+    assert threads.default_threads() == 2
+    samples = iter([(0.0, 0.0), (4 * 100.0, 4 * 100.0)])
+    assert threads.default_threads() == 1  # every CPU busy: one thread, which loses only its share
+
+
+def test_proc_stat_is_read_for_the_cpus_of_the_affinity_mask(monkeypatch, tmp_path):
+    from recolor import threads
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 10 0 5 80 5 0 0 0 0 0\ncpu1 50 0 0 50 0 0 0 0 0 0\nintr 1 2\n")
+    monkeypatch.setattr(threads, "Path", lambda name: stat)
+    assert threads._cpu_times({1}) == (50.0, 100.0)
+    assert threads._cpu_times({0, 1}) == (65.0, 200.0)
+
+
+def test_threads_option_sets_the_compute_threads(tmp_path, grey_photo_path, tiny_pix2pix_checkpoint):
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        for command in (["colorize", grey_photo_path, "-o", tmp_path / "c"], ["sample-diverse", grey_photo_path, "-o", tmp_path / "d", "-k", "2", "--draws", "4"]):
+            result = cli(*command, "--model", tiny_pix2pix_checkpoint, "--threads", "3", "-q")
+            assert result.exit_code == 0, result.output
+            assert torch.get_num_threads() == 3
+            torch.set_num_threads(previous)
+        assert cli("evaluate", "--data", tmp_path, "--threads", "0").exit_code == 2  # below 1: usage
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --- item 9: the install section ----------------------------------------------------------------
+
+def test_the_readme_install_makes_a_venv_and_pins_the_cpu_torch_that_ci_pins():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    assert "python3 -m venv .venv" in setup
+    ci_pins = re.search(r"pip install .*?(torch==\S+ torchvision==\S+)", (REPO / ".ci" / "run").read_text()).group(1)
+    assert f"pip install {ci_pins} --index-url https://download.pytorch.org/whl/cpu" in setup  # the same torch as CI's
+    assert re.search(r"\d+(\.\d+)? GB with the CPU-only torch", setup) and re.search(r"about \d+ minutes", setup)

@@ -12,6 +12,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+THREADS_HELP = "Threads to compute with; default: the CPUs this process may use, less those other work keeps busy (see README, Speed)."
 MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A model name wins over a file or folder of that name "
               "in the working directory: write ./NAME (or a path ending in .safetensors) for the file.")
 

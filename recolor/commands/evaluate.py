@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._shared import err, fail, shown
+from ._shared import THREADS_HELP, err, fail, shown
 
 
 def evaluate(
@@ -33,6 +33,7 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="Models' autocast: auto, fp32, bf16, fp16.")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     hints: Annotated[Optional[list[int]], typer.Option("--hints", min=0, max=256, help="Also score each hint-taking model with N points revealed from the truth (seeded 6x6 patch means), a row per N; repeatable: --hints 0 --hints 1 --hints 10.")] = None,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
@@ -41,9 +42,11 @@ def evaluate(
 
     from ..evaluate import EvalSettings, EvaluationError, print_table, write_report
     from ..evaluate import evaluate as run_evaluation
+    from ..threads import use_threads
 
     if data is None:
         fail("pass --data DIR: a folder of colour photos to use as ground truth")
+    use_threads(threads)
     settings = EvalSettings(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
         classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,

@@ -1,13 +1,13 @@
 """`recolor train`: train any registered model on a folder of colour photos (resumable, torchrun-aware)."""
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import DEFAULT_MODEL
-from ._shared import err, fail, shown
+from ..threads import usable_cpus  # no torch: the default of --workers
+from ._shared import THREADS_HELP, err, fail, shown
 
 
 def train(
@@ -23,7 +23,7 @@ def train(
     encoder_weights: Annotated[Optional[str], typer.Option("--encoder-weights", help="Pre-trained encoder (resnet18, effnet-unet): imagenet, none, or a local .safetensors/.pth state dict.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = min(4, max(1, (os.cpu_count() or 2) // 2)),
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = min(4, max(1, usable_cpus() // 2)),
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps (and every epoch).")] = 500,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after N steps in all.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; stops cleanly (checkpoint + export).")] = None,
@@ -37,6 +37,7 @@ def train(
     export: Annotated[Optional[Path], typer.Option(help="Also write the fp16 inference weights here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     sync_batchnorm: Annotated[bool, typer.Option("--sync-batchnorm", help="Under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own).")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
 ) -> None:
     """Train any registered model on a folder of colour photos (CPU or CUDA, resumable; multi-GPU/multi-machine under torchrun)."""
     import torch
@@ -46,8 +47,10 @@ def train(
     from ..options import said_on_the_command_line
     from ..planning import distributed_context, end_distributed, parse_overrides, skipped_files_notes, training_config, training_datasets
     from ..registry import get_model_spec
+    from ..threads import use_threads
     from ..training.loop import TrainingDiverged, TrainSettings, Trainer, build_recipe, resolve_device
 
+    use_threads(threads)
     try:
         spec = get_model_spec(model)
         if init_from is not None:  # a model name, as --model takes, or a file
