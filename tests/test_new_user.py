@@ -90,9 +90,17 @@ REPO = Path(__file__).resolve().parents[1]
 NEEDS_CUDA = ("needs CUDA", "needs a GPU")  # a snippet line (or a snippet's first line) marked so runs only where CUDA is
 
 
+README_LINES: dict[str, int] = {}  # each snippet's line in README.md (the test ids)
+
+
 def readme_snippets() -> list[str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    snippets = []
+    for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
+        README_LINES[match.group(1)] = text.count("\n", 0, match.start()) + 1
+        snippets.append(match.group(1))
+    assert snippets, "the README has Python snippets"
+    return snippets
 
 
 def runnable(snippet: str, cuda: bool) -> str | None:
@@ -117,19 +125,18 @@ def snippet_folder(tmp_path, photos):
     return tmp_path
 
 
-def test_every_readme_python_snippet_runs_as_pasted(snippet_folder):
+@pytest.mark.parametrize("snippet", readme_snippets(), ids=lambda snippet: f"line {README_LINES[snippet]}")
+def test_every_readme_python_snippet_runs_as_pasted(snippet, snippet_folder):
     import torch
 
-    snippets = readme_snippets()
-    assert snippets, "the README has Python snippets"
+    code = runnable(snippet, torch.cuda.is_available())
+    if code is None:
+        pytest.skip("a snippet marked as needing CUDA, on a machine without it")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    for snippet in snippets:
-        code = runnable(snippet, torch.cuda.is_available())
-        if code is None:
-            continue
-        done = subprocess.run([sys.executable, "-c", code], cwd=snippet_folder, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"README snippet failed:\n{code}\n{done.stderr[-3000:]}"
-    assert (snippet_folder / "colour.png").is_file()  # what the first snippet saves
+    done = subprocess.run([sys.executable, "-c", code], cwd=snippet_folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"README snippet failed:\n{code}\n{done.stderr[-3000:]}"
+    for saved in re.findall(r"\.save\(\"([^\"]+)\"\)", code):  # and wrote what it says it saves
+        assert (snippet_folder / saved).is_file(), saved
 
 
 def test_the_cuda_marker_drops_only_the_marked_lines():
