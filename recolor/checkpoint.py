@@ -127,6 +127,15 @@ class Checkpoint:
         if not isinstance(self.config, dict):
             raise CheckpointError(f"{path}: config metadata must be a JSON object")
         self.kind = metadata.get(_KEY_KIND, "weights")
+        self._stored_checksum = metadata.get(_KEY_CHECKSUM)
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 of the file's tensors: the one stored in its metadata, or (a file written before
+        checksums were stored) computed from the tensors read; None for a header-only read of such a file."""
+        if self._stored_checksum:
+            return self._stored_checksum
+        return tensors_checksum(self.tensors) if self.tensors else None
 
     def sub_state(self, prefix: str, of: dict | None = None) -> dict:
         """Tensors (or, with ``of=self.shapes``, shapes) of one network of a training checkpoint (keys without the ``prefix.``)."""
@@ -242,7 +251,19 @@ def shipped_weights(name: str) -> Path:
         path = folder / f"{spec.name}.safetensors"
         if path.is_file():
             return path
-    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them with `recolor train --model {spec.name}` and pass --model PATH")
+    raise CheckpointError(f"no shipped weights for model '{spec.name}': train them (`recolor train --model {spec.name}`) and load the weights file it writes by its path")
+
+
+def weights_label(model: str, path: Path | None) -> str:
+    """How a run names the weights it colorizes with: the model's name for its shipped weights (or
+    no file at all), else the file's path, so that a user's own fine-tune is never taken for the
+    shipped model it was trained from."""
+    if path is None:
+        return model
+    with contextlib.suppress(KeyError, CheckpointError, OSError):
+        if os.path.samefile(shipped_weights(model), path):
+            return model
+    return str(path)
 
 
 def ships_weights(name: str) -> bool:

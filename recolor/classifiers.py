@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -314,12 +315,14 @@ def _load_torchvision(name: str, path: Path | None, device: torch.device, downlo
         if not download:
             raise ClassifierError(f"{name}: {pass_}{name}:PATH with a local weights file")
         try:
-            state = weights_enum.DEFAULT.get_state_dict(progress=False, check_hash=True)
+            # torch.hub says "Downloading: ..." on stdout, which is a program's output (`--json > scores.json`)
+            with contextlib.redirect_stdout(sys.stderr):
+                state = weights_enum.DEFAULT.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # URLError, HTTPError, hash mismatch, ...: all mean "no weights"
             reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:120] or type(exc).__name__
             raise ClassifierError(
-                f"could not download torchvision's ImageNet weights for {name} ({reason}); offline, "
-                f"download {weights_enum.DEFAULT.url} elsewhere and {pass_}{name}:PATH"
+                f"could not download torchvision's ImageNet weights for {name} ({reason}); offline, {pass_}efficientnet-lite2 "
+                f"(installed with recolor), or download {weights_enum.DEFAULT.url} elsewhere and {pass_}{name}:PATH"
             ) from None
         source = f"torchvision {weights_enum.DEFAULT}"
     else:

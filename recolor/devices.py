@@ -9,24 +9,25 @@ import torch
 # (Cooper Lake, Zen 4 on) and AMX (Sapphire Rapids on). torch's get_cpu_capability() names only the
 # vector width its kernels were built for (AVX512), never these.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+from .options import OptionError
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto, cpu, cuda, cuda:N (or mps where torch has it), or a one-line ValueError."""
+    """auto, cpu, cuda, cuda:N (or mps where torch has it), or a one-line :class:`~recolor.options.OptionError` (a ValueError)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"--device {name}: unknown device (use auto, cpu, cuda or cuda:N)") from None
+        raise OptionError("device", name, "unknown device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for but no CUDA device is available")
+        raise OptionError("device", name, "no CUDA device is available (auto uses the CPU then)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+        raise OptionError("device", name, f"there are only {torch.cuda.device_count()} CUDA devices")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: this machine has no Apple MPS device (use auto, cpu, cuda or cuda:N)")
+        raise OptionError("device", name, "this machine has no Apple MPS device (use auto, cpu, cuda or cuda:N)")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
+        raise OptionError("device", name, "not supported (use auto, cpu, cuda or cuda:N)")
     return device
 
 
@@ -58,7 +59,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if name not in table:
-        raise ValueError(f"unknown precision '{name}' (auto, fp32, bf16, fp16)")
+        raise OptionError("precision", name, "unknown precision (auto, fp32, bf16, fp16)")
     if name == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs CUDA; use bf16 on CPU")
+        raise OptionError("precision", name, "fp16 autocast needs CUDA; use bf16 on the CPU")
     return table[name]

@@ -42,6 +42,7 @@ from .checkpoint import CheckpointError
 from .color import output_to_ab
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.photo import DecodedPhoto, photo_from_pil
+from .options import OptionError
 from .inference import ColorizeResult, Colorizer, check_finite, join_to_host
 from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
 from .registry import get_model_spec
@@ -97,9 +98,9 @@ class DiverseSampler:
 
     def check(self, k: int, method: str) -> None:
         if method not in METHODS:
-            raise ValueError(f"unknown method '{method}' (topk or random)")
+            raise OptionError("method", method, "unknown method (topk or random)")
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise OptionError("k", k, "must be at least 1")
 
     def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
         """k normalised ab fields for each normalised L (B, 1, s, s) at the model's input size;
@@ -152,7 +153,7 @@ class MixtureSampler(DiverseSampler):
         super().check(k, method)
         components = self.generator.components
         if method == "topk" and k > components:
-            raise ValueError(f"top-k gives at most {components} colorizations with {self.name} (one per mixture component); use --method random for more")
+            raise OptionError("k", k, f"top-k gives at most {components} colorizations with {self.name} (one per mixture component); use {{method='random'}} for more")
 
     @torch.no_grad()
     def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
@@ -174,7 +175,7 @@ class ClusteredSampler(DiverseSampler):
     def check(self, k: int, method: str) -> None:
         super().check(k, method)
         if method == "topk" and k > self.draws:
-            raise ValueError(f"cannot cluster {self.draws} draws into {k} colorizations: raise --draws")
+            raise OptionError("k", k, f"cannot cluster {self.draws} draws into {k} colorizations: raise {{draws={k}}} or more")
 
     @torch.no_grad()
     def sample_ab(self, lightness: torch.Tensor, k: int, method: str = "topk", seed: int | Sequence[int] = 0) -> DiverseSamples:
@@ -306,7 +307,7 @@ def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision
     """
     target, wants_dropout = resolve_model(str(model))
     if draws < 1:
-        raise ValueError("--draws must be at least 1")
+        raise OptionError("draws", draws, "must be at least 1")
     try:
         colorizer = Colorizer.load(target, device=device, precision=precision)
     except KeyError as exc:

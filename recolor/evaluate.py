@@ -103,6 +103,7 @@ def _evaluation_size(settings: EvalSettings, photos: list[Photo], options: list[
 def plan_evaluation(settings: EvalSettings) -> EvalPlan:
     """Find the photos, load the contenders and judges, choose metrics, size and labels; raises EvaluationError."""
     from .devices import resolve_device
+    from .options import said_on_the_command_line
 
     settings.check()
     data = Path(settings.data)
@@ -124,7 +125,7 @@ def plan_evaluation(settings: EvalSettings) -> EvalPlan:
     try:
         device = resolve_device(settings.device)
     except ValueError as exc:
-        raise EvaluationError(str(exc)) from None
+        raise EvaluationError(said_on_the_command_line(exc)) from None  # its messages name options as flags
     notes: list[str] = []
     classifier, backbone = load_judges(settings, options, device, notes)
     labels = choose_labels(classifier, photos, data, notes) if classifier is not None else Labels()

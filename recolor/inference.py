@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import DEFAULT_MODEL
-from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs  # noqa: F401 (re-exported)
+from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs, weights_label  # noqa: F401 (re-exported)
 from .pretrained import Pretrained, checked_model, load_pretrained, network_from_checkpoint  # noqa: F401 (checked_model re-exported)
 from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-exported)
     STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, rgb_from_xyz_matrix, thumbnail_chroma,
@@ -77,10 +77,11 @@ class Colorizer:
 
     def __init__(self, spec: ModelSpec, config: dict, generator: torch.nn.Module, device: str | torch.device = "auto",
                  size: int | None = None, precision: str = "auto", channels_last: bool = True, source: Path | None = None,
-                 compile: bool = False, chroma: float = 1.0) -> None:
+                 compile: bool = False, chroma: float = 1.0, weights_sha256: str | None = None) -> None:
         if not 0.0 <= chroma <= 2.0:
             raise ValueError(f"chroma {chroma}: must be between 0 (grey) and 2")
         self.spec, self.config, self.source = spec, config, source
+        self.weights_sha256 = weights_sha256  # the weights file's checksum, recorded with what it made
         # scales the predicted ab: below 1 mutes the colours (what a model is unsure of it tends
         # to colour wrongly and vividly, see weights/README.md), above 1 strengthens them
         self.chroma = chroma
@@ -100,7 +101,8 @@ class Colorizer:
 
     @classmethod
     def from_pretrained(cls, pretrained: Pretrained, **kwargs) -> "Colorizer":
-        return cls(pretrained.spec, pretrained.config, pretrained.network, source=pretrained.path, **kwargs)
+        return cls(pretrained.spec, pretrained.config, pretrained.network, source=pretrained.path,
+                   weights_sha256=pretrained.checkpoint.sha256, **kwargs)
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_MODEL, **options) -> "Colorizer":
@@ -124,6 +126,11 @@ class Colorizer:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def label(self) -> str:
+        """What it colorizes with, as a run reports it: the model's name for its shipped weights, else the weights file's path."""
+        return weights_label(self.spec.name, self.source)
 
     def _autocast(self):
         if self.amp_dtype is None:

@@ -23,7 +23,6 @@ fit.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque
@@ -40,16 +39,19 @@ from .imageio.encoders import save_image
 from .imageio.metadata import ImageMetadata
 from .imageio.photo import DecodedPhoto, decode_photo
 from .inference import Colorizer, NonFiniteOutputError
+from .threads import usable_cpus
 from .planning import ColorizeJob  # the job type is the planner's (recolor.planning.plan_colorize); re-exported
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
 
 
 def default_workers(device: torch.device) -> int:
-    """Decoding (and as many saving) threads: on a GPU, enough to feed it; on the CPU the model
-    itself runs on every core, so half of them (more threads only contend for cores and the GIL)."""
-    cores = os.cpu_count() or 1
-    return max(1, min(8, cores)) if device.type == "cuda" else max(1, cores // 2)
+    """Decoding (and as many saving) threads: on a GPU, enough to feed it from the CPUs this process
+    may use; on the CPU the model itself computes on the threads :mod:`recolor.threads` chose, so
+    half as many (more only contend for those CPUs and the GIL)."""
+    if device.type == "cuda":
+        return max(1, min(8, usable_cpus()))
+    return max(1, torch.get_num_threads() // 2)
 
 
 @dataclass

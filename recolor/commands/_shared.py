@@ -12,6 +12,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+THREADS_HELP = "Threads to compute with; default: the CPUs this process may use, less those other work keeps busy (see README, Speed)."
 MODEL_HELP = ("Model name (shipped weights) or a .safetensors checkpoint. A model name wins over a file or folder of that name "
               "in the working directory: write ./NAME (or a path ending in .safetensors) for the file.")
 
@@ -82,13 +83,14 @@ def loaded(load: Callable[[], object], what: str | None = None, quiet: bool = Fa
     """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint. On a
     terminal, "loading WHAT..." shows meanwhile (seconds of start-up would otherwise look like a hang)."""
     from ..checkpoint import CheckpointError
+    from ..options import said_on_the_command_line
 
     showing = what is not None and not quiet and err().is_terminal
     try:
         with err().status(f"loading {shown(what)}...") if showing else contextlib.nullcontext():
             return load()
     except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+        fail(said_on_the_command_line(exc))  # a bad option named by its flag
 
 
 def stopped(done: int, total: int, how_to_continue: str) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import DEFAULT_MODEL
-from ._shared import MODEL_HELP, RunReport, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
+from ._shared import MODEL_HELP, THREADS_HELP, RunReport, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
 
 
 def colorize(
@@ -24,8 +24,9 @@ def colorize(
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs); default 150,000,000.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the cores on CPU, up to 8 on GPU.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads that decode (and as many that save) beside the model; default: half the compute threads (--threads) on CPU, up to 8 on GPU.")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs; see benchmarks/README.md).")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,#RRGGBB", help="A colour you know at pixel X,Y of the upright photo (origin top-left), e.g. 120,80,#c0392b; repeatable. Only its hue and chroma are used.")] = None,
     hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
@@ -38,12 +39,14 @@ def colorize(
     from ..inference import Colorizer
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
+    from ..threads import use_threads
 
     given = command_line_hints(hint, hints_file, reference)
     try:
         plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place, hints=given)
     except UsageError as exc:
         fail(str(exc))
+    use_threads(threads)
     colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma), model, quiet)
     hinted = [job for job in plan.jobs if job.hints is not None]
     if hinted and not colorizer.takes_hints:
@@ -66,7 +69,7 @@ def colorize(
         with progress_bar("colorize", len(plan.jobs), quiet) as advance:
             # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
             for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
-                report.emit(outcome_record(outcome))
+                report.emit(outcome_record(outcome) | {"model": colorizer.label, "weights_sha256": colorizer.weights_sha256})
                 done += outcome.ok
                 advance()
     except KeyboardInterrupt:
@@ -75,7 +78,7 @@ def colorize(
     counts = report.counts()
     with_hints = f" ({len(hinted)} with hints)" if hinted else ""
     err().print(f"{counts['ok']} colorized{with_hints}, {skipped_text(report.records, counts['skipped'])}, {counts['error']} failed in "
-                f"{time.perf_counter() - started:.1f} s{made_with(counts['ok'], colorizer.name)} -> {shown(plan.out_dir) if not in_place else 'inputs'}",
+                f"{time.perf_counter() - started:.1f} s{made_with(counts['ok'], colorizer.label)} -> {shown(plan.out_dir) if not in_place else 'inputs'}",
                 highlight=False)
     raise typer.Exit(1 if counts["error"] else 0)
 

@@ -1,12 +1,14 @@
 """`recolor evaluate`: score models on held-out colour photos with the papers' metrics (recolor/evaluate.py)."""
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..seeds import MAX_SEED
-from ._shared import console, err, fail, shown
+from ._shared import THREADS_HELP, console, err, fail, shown
 
 
 def evaluate(
@@ -14,8 +16,8 @@ def evaluate(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable; default: every model with shipped weights).")] = None,
     predictions: Annotated[Optional[list[str]], typer.Option(help="Folder of colorized images matched to --data by relative path, or NAME=DIR (repeatable).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable). Default: the pixel metrics, plus those whose network you pass.")] = None,
-    classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default resnet18.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: inception_v3 (downloads), inception_v3:PATH, or any classifier spec (e.g. resnet56-cifar10:PATH).")] = None,
+    classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: efficientnet-lite0/1/2 (installed, offline), resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default efficientnet-lite2.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: any classifier spec (default efficientnet-lite2, offline: not comparable with published IS/FID), inception_v3 (downloads) or inception_v3:PATH.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,
     chroma: Annotated[float, typer.Option(min=0.0, max=2.0, help="Score the models' colorizations with their colour scaled by this (as colorize --chroma).")] = 1.0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score a random subset of N photos (seeded).")] = None,
@@ -32,6 +34,7 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="Models' autocast: auto, fp32, bf16, fp16.")] = "auto",
     seed: Annotated[int, typer.Option(help=f"Random seed, 0 to {MAX_SEED}: the --limit subset, the diversity draws, Omega's fine-tuning.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     hints: Annotated[Optional[list[int]], typer.Option("--hints", min=0, max=256, help="Also score each hint-taking model with N points revealed from the truth (seeded 6x6 patch means), a row per N; repeatable: --hints 0 --hints 1 --hints 10.")] = None,
 ) -> None:
     """Score models on held-out colour photos with the papers' metrics: a table, JSON, an HTML report."""
@@ -48,6 +51,9 @@ def evaluate(
             check_writable(report)  # now, not after the models ran
         except UsageError as exc:
             fail(str(exc))
+    from ..threads import use_threads
+
+    use_threads(threads)
     settings = EvalSettings(
         data=data, models=model or [], predictions=predictions or [], metrics=metric, size=size, limit=limit,
         classifier=classifier, backbone=backbone, samples=samples, sample_method=sample_method, omega_steps=omega_steps, omega_images=omega_images,
@@ -55,8 +61,8 @@ def evaluate(
         hints=sorted(set(hints or [])),
     )
     columns = [TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    try:
-        with Progress(*columns, console=err(), disable=quiet or not err().is_terminal, transient=True) as progress:
+    try:  # stdout is the results' alone (`--json > scores.json`): what a library prints there goes to stderr
+        with contextlib.redirect_stdout(sys.stderr), Progress(*columns, console=err(), disable=quiet or not err().is_terminal, transient=True) as progress:
             task = progress.add_task("evaluate", total=None)
             result = run_evaluation(settings, progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     log=lambda message: progress.console.print(shown(message), highlight=False))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..seeds import MAX_SEED
-from ._shared import checked_seed, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
+from ._shared import THREADS_HELP, checked_seed, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
 
 
 def sample_diverse(
@@ -26,6 +26,7 @@ def sample_diverse(
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs); default 150,000,000.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per photo on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
 ) -> None:
     """Write K different colorizations of each photo at full resolution, plus a labelled contact sheet."""
     from ..diverse import load_sampler
@@ -33,12 +34,14 @@ def sample_diverse(
     from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
     from ..inference import iter_batches
     from ..planning import UsageError, count_statuses, plan_sample_diverse
+    from ..threads import use_threads
 
     checked_seed(seed)
     try:
         plan = plan_sample_diverse(inputs, output, k, fmt, overwrite=overwrite)
     except UsageError as exc:
         fail(str(exc))
+    use_threads(threads)
 
     def checked_sampler():
         sampler = load_sampler(model, device=device, precision=precision, draws=draws)

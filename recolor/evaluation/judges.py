@@ -95,20 +95,26 @@ def _load_or_skip(load: Callable[[], Any], group: set[str], given: bool, named: 
         return None
 
 
+# The judges when none is passed: installed with recolor (PyPI), so every metric works offline; the
+# download-backed torchvision ones (resnet18, inception_v3) are opt-in. Lite2 is not the lite0
+# encoder of the default model, which must not score by pleasing its own features.
+DEFAULT_JUDGE = "efficientnet-lite2"
+
+
 def load_judges(settings: EvalSettings, options: list[str], device: torch.device, notes: list[str]) -> tuple[Any, Any]:
     """(classifier, backbone) for the options that need them (None where none is needed or, through
     ``--metric all`` only, none could be loaded: then ``options`` loses those metrics)."""
     classifier = backbone = None
     named = named_options(settings.metrics)
     if CLASSIFIER_OPTIONS & set(options):
-        spec = settings.classifier or "resnet18"
+        spec = settings.classifier or DEFAULT_JUDGE
         hint = "" if settings.classifier else " (or pass --classifier resnet56-cifar10:PATH for CIFAR-10 photos)"
         classifier = _load_or_skip(lambda: _load_network(spec, "accuracy/CIM/Omega need a classifier", device, hint, "--classifier"),
                                    CLASSIFIER_OPTIONS, bool(settings.classifier), named, options, notes)
-    if BACKBONE_OPTIONS & set(options) and classifier is not None and settings.backbone and settings.backbone == settings.classifier:
+    if BACKBONE_OPTIONS & set(options) and classifier is not None and (settings.backbone or DEFAULT_JUDGE) == (settings.classifier or DEFAULT_JUDGE):
         backbone = classifier  # one network for both: its forward pass serves accuracy/CIM and IS/FID alike
     elif BACKBONE_OPTIONS & set(options):
-        spec = settings.backbone or "inception_v3"
+        spec = settings.backbone or DEFAULT_JUDGE
         hint = "" if settings.backbone else "; any classifier also works offline, e.g. --backbone resnet56-cifar10:PATH (not comparable with published IS/FID)"
         backbone = _load_or_skip(lambda: _load_network(spec, "IS/FID need a backbone", device, hint, "--backbone"),
                                  BACKBONE_OPTIONS, bool(settings.backbone), named, options, notes)

@@ -25,8 +25,8 @@ class EvalSettings:
     size: int | None = None  # evaluation resolution; default min(256, shorter side of the smallest photo)
     chroma: float = 1.0  # the models' colour scaled as by `recolor colorize --chroma`
     limit: int | None = None
-    classifier: str | None = None  # default resnet18 (ImageNet, downloaded) when a classifier metric is asked for
-    backbone: str | None = None  # default inception_v3 (downloaded) when IS/FID is asked for
+    classifier: str | None = None  # default efficientnet-lite2 (ImageNet, installed: offline) when a classifier metric is asked for
+    backbone: str | None = None  # default efficientnet-lite2 too (IS/FID then not comparable with Inception-v3 figures)
     samples: int = 5  # k colorizations per photo for the diversity metrics (paper 004 uses the top 5)
     sample_method: str = "topk"  # recolor.diverse: top-k mixture means / k-means of 256 draws (the paper's), or "random"
     omega_steps: int = 10
