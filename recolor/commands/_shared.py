@@ -5,6 +5,7 @@ Imports only the standard library and typer: rich is imported on first use (``--
 import contextlib
 import functools
 import json
+import sys
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import typer
@@ -38,12 +39,15 @@ def fail(message: str, code: int = 2) -> None:
 
 def loaded(load: Callable[[], object]):
     """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint."""
-    from ..checkpoint import CheckpointError
-
     try:
         return load()
-    except (CheckpointError, KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+    except Exception as exc:
+        # CheckpointError's module imports torch, which the ONNX engine never loads: a loader that
+        # raised one has imported it already
+        checkpoint = sys.modules.get("recolor.checkpoint")
+        if isinstance(exc, (KeyError, ValueError)) or (checkpoint is not None and isinstance(exc, checkpoint.CheckpointError)):
+            fail(str(exc.args[0]) if exc.args else str(exc))
+        raise
 
 
 def tell_not_images(not_images: int) -> None:

@@ -29,13 +29,14 @@ def colorize(
     hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,#RRGGBB", help="A colour you know at pixel X,Y of the upright photo (origin top-left), e.g. 120,80,#c0392b; repeatable. Only its hue and chroma are used.")] = None,
     hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime on the CPU where the model has an export, else torch), onnx, torch; see README.")] = "auto",
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness.
 
     Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
     NAME.hints.json beside it is used instead."""
+    from ..engines import load_colorizer
     from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
-    from ..inference import Colorizer
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
 
@@ -44,7 +45,7 @@ def colorize(
         plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place, hints=given)
     except UsageError as exc:
         fail(str(exc))
-    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
+    colorizer = loaded(lambda: load_colorizer(model, engine=engine, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
     hinted = [job for job in plan.jobs if job.hints is not None]
     if hinted and not colorizer.takes_hints:
         if given is not None:
