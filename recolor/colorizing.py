@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from . import DEFAULT_MODEL
+from .hintpoints import Hints
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.encoders import to_8_bits
 from .imageio.photo import photo_from_pil
@@ -80,12 +81,7 @@ class PhotoColorizer:
             if hints is not None or reference is not None:
                 raise ValueError("hints and reference go with one photo; for a list use colorize_many(photos, hints=[Hints, ...])")
             return self.colorize_many(photo, batch_size)
-        wanted = None
-        if hints is not None or reference is not None:
-            from .hints import Hints  # torch: only a run with hints pays its import
-
-            wanted = Hints.of(hints, reference)
-        return self.colorize_many([photo], hints=[wanted])[0]
+        return self.colorize_many([photo], hints=[Hints.of(hints, reference)])[0]
 
     def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8, hints: Sequence | None = None) -> list[Image.Image]:
         if batch_size < 1:

@@ -86,7 +86,7 @@ def outcome_record(outcome) -> dict:
 def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], reference: Optional[Path]):
     """The Hints that --hint, --hints and --reference give (None for none); exit 2, one line, for a bad one.
     --hint points add to the file's; --reference replaces the file's reference."""
-    from ..hints import Hints
+    from ..hintpoints import Hints
     from ..hintsfile import HintsFileError, parse_hint_option, read_hints_file
 
     if not points and hints_file is None and reference is None:
