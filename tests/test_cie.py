@@ -68,4 +68,4 @@ def test_join_matches_the_torch_join_and_skimage(rng, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skimage warns about the negative Z values it clips
         reference = skcolor.lab2rgb(lab) * (65535 if dtype == np.uint16 else 255)
-    assert np.abs(ours - reference).max() <= 1.0  # rounding alone
+    assert np.abs(ours - reference).max() <= (1.0 if dtype == np.uint8 else 2.0)  # rounding; float32 maths at 16 bits
