@@ -179,6 +179,22 @@ class OnnxColorizer(PhotoColorizer):
     def name(self) -> str:
         return self.info.model
 
+    def torch_engine(self):
+        """The same weights on the torch engine (loaded on first use), for what an export cannot
+        answer; ValueError for an ONNX file given without its weights."""
+        if getattr(self, "_torch_engine", None) is None:
+            if self.source.suffix == ONNX_SUFFIX:
+                raise ValueError(f"{self.path} alone cannot answer this: it needs the model's weights and engine='torch'")
+            from .inference import Colorizer
+
+            self._torch_engine = Colorizer.load(self.source, engine="torch", precision="fp32", size=self.size, chroma=self.chroma)
+        return self._torch_engine
+
+    def suggest(self, photo, x: float, y: float, k: int = 5, hints: Sequence | None = None, reference=None) -> list[tuple[str, float]]:
+        """:meth:`recolor.inference.Colorizer.suggest`, on the torch engine: it reads the network's
+        distribution over ab bins, which the export does not output."""
+        return self.torch_engine().suggest(photo, x, y, k=k, hints=hints, reference=reference)
+
     @property
     def takes_hints(self) -> bool:
         return self.info.global_hint_length > 0

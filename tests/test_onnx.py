@@ -109,6 +109,8 @@ def test_hints_work_on_both_engines(hinted_weights, grey, photos):
     assert np.abs(pointed - np.asarray(torch_colorizer.colorize(grey, hints=points), dtype=int)).max() <= 2
     with pytest.raises(ValueError, match="outside the 420x300 photo"):
         onnx_colorizer.colorize(grey, hints=[(420, 10, "#ffffff")])
+    # suggestions need the network's distribution, which the export does not output: the torch engine answers
+    assert onnx_colorizer.suggest(grey, 200, 150, k=3, hints=points) == torch_colorizer.suggest(grey, 200, 150, k=3, hints=points)
 
 
 def test_both_engines_colorize_a_folder_alike_through_the_cli(hinted_weights, tmp_path, photos):
