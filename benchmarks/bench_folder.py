@@ -79,7 +79,7 @@ def main() -> None:
     if not files:
         sys.exit(f"{args.folder}: no photos (pass --folder)")
     weights = pix2pix_weights(args.model)
-    colorizer = Colorizer.load(weights, device=args.device)
+    colorizer = Colorizer.load(weights, engine="torch", device=args.device)
     if colorizer.device.type != "cpu":
         sys.exit("the reference loop is a CPU loop; run this benchmark with --device cpu")
     print(f"machine: {machine()}")

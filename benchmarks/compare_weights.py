@@ -43,7 +43,7 @@ DATA = ROOT.parent / "shared" / "data"
 def compare_on_val(models: list[str], size: int) -> None:
     truth, kept = evaluation_crops(find_photos(DATA / "photos" / "val", None, 0), size)
     truth_ab = rgb_to_lab_normalized(truth.float() / 255)[1]
-    errors = {model: metrics.ab_l1(rgb_to_lab_normalized(colorized_crops(Colorizer.load(model), truth))[1], truth_ab).double() for model in models}
+    errors = {model: metrics.ab_l1(rgb_to_lab_normalized(colorized_crops(Colorizer.load(model, engine="torch"), truth))[1], truth_ab).double() for model in models}
     reference = models[0]
     print(f"photos/val, {len(kept)} photos at {size} px: {reference} ab-L1 {errors[reference].mean():.4f}")
     for model in models[1:]:
@@ -61,7 +61,7 @@ def compare_on_judge(models: list[str], limit: int | None) -> None:
     judge = load_classifier("efficientnet-lite2")
     right = {}
     for model in models:
-        right[model] = top1_classes(judge, colorized_crops(Colorizer.load(model), truth)) == labels
+        right[model] = top1_classes(judge, colorized_crops(Colorizer.load(model, engine="torch"), truth)) == labels
     reference = models[0]
     print(f"imagenet-sample, {len(photos)} photos at 200 px, judged by efficientnet-lite2: {reference} top-1 {right[reference].float().mean():.4f}")
     for model in models[1:]:

@@ -108,7 +108,7 @@ def main() -> None:
     if not args.data.is_dir():
         print(f"skipped: {DATA} not found (the shared data)")
         return
-    colorizer = Colorizer.load("effnet-unet", precision="fp32")
+    colorizer = Colorizer.load("effnet-unet", engine="torch", precision="fp32")
     errors, colourfulness = {v: [] for v in variants}, {v: [] for v in variants}
     photos = colour_photos(args.data, args.limit)
     for index, photo in enumerate(photos):

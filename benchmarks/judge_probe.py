@@ -87,7 +87,7 @@ def main() -> None:
     truth_u8, kept = evaluation_crops(photos, args.size)
     labels = torch.tensor([labels[position] for position, _ in kept])
     rgb = truth_u8.float() / 255
-    model_rgb = colorized_crops(Colorizer.load(args.model), truth_u8)
+    model_rgb = colorized_crops(Colorizer.load(args.model, engine="torch"), truth_u8)
     judge = load_classifier(args.classifier)
     print(f"{len(kept)} of {len(photos)} photos of {args.data} at {args.size} px, judged by {args.classifier}; model {args.model}")
     predictions = {}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.resources
 import json
 import os
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from safetensors.torch import save
 from .imageio import atomic_write_bytes
 from .model_cost import declared_bytes
 from .registry import get_model_spec
+from .shipped import weights_dirs  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = "1"
 CHECKPOINT_NAME = "last.safetensors"  # a training run's latest checkpoint in its run folder (what --resume reads)
@@ -211,17 +211,6 @@ def read_state_dict(path: str | Path, error: type[Exception] = CheckpointError, 
 
 
 # --- where shipped weights live ------------------------------------------------------------
-
-def weights_dirs() -> list[Path]:
-    """Where shipped weights are looked for: $RECOLOR_WEIGHTS_DIR, the installed package, the source tree."""
-    dirs = []
-    if os.environ.get("RECOLOR_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["RECOLOR_WEIGHTS_DIR"]))
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        dirs.append(Path(str(importlib.resources.files("recolor.weights"))))
-    dirs.append(Path(__file__).resolve().parent.parent / "weights")
-    return dirs
-
 
 def find_weights(name_or_path: str | Path) -> Path:
     """The shipped ``weights/<model>.safetensors`` for a registered model name, else a checkpoint path.

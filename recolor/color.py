@@ -10,22 +10,13 @@ both the network's input and its output live in [-1, 1].
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-# sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb
-XYZ_FROM_RGB = (
-    (0.412453, 0.357580, 0.180423),
-    (0.212671, 0.715160, 0.072169),
-    (0.019334, 0.119193, 0.950227),
+# the constants live in recolor.cie (torch-free, for the ONNX engine's numpy path): one definition
+from .cie import (  # noqa: F401 (re-exported)
+    AB_SCALE, CIE_EPSILON, CIE_F_THRESHOLD, CIE_LINEAR_SLOPE, D65_WHITE, L_SCALE, LINEAR_THRESHOLD, SRGB_THRESHOLD, STRIP_PIXELS,
+    XYZ_FROM_RGB, thumbnail_chroma,
 )
-D65_WHITE = (0.95047, 1.0, 1.08883)
-CIE_EPSILON = 0.008856  # (6/29)^3, the CIE threshold between the cube root and the linear part
-CIE_LINEAR_SLOPE = 7.787  # kappa / 116 (kappa = 24389/27 = 903.3): the slope of f(t) below CIE_EPSILON
-CIE_F_THRESHOLD = 0.2068966  # f(CIE_EPSILON): threshold on the inverse side
-
-L_SCALE = 50.0
-AB_SCALE = 110.0
 
 
 def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
@@ -55,7 +46,7 @@ def _working_dtype(image: torch.Tensor) -> torch.Tensor:
 
 def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
     rgb = rgb.clamp(0.0, 1.0)
-    return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
+    return torch.where(rgb > SRGB_THRESHOLD, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
 
 
 def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
@@ -63,7 +54,7 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
     linear = linear.clamp(0.0, 1.0)
     # clamp_min keeps the pow's gradient finite at 0 (the branch is not taken there anyway)
     return torch.where(
-        linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055, 12.92 * linear
+        linear > LINEAR_THRESHOLD, 1.055 * linear.clamp_min(LINEAR_THRESHOLD).pow(1 / 2.4) - 0.055, 12.92 * linear
     )
 
 
@@ -157,27 +148,6 @@ def output_to_ab(output: torch.Tensor, output_space: str) -> torch.Tensor:
 # The same formulas as above, arranged for speed: table look-ups instead of the gamma curve,
 # fewer passes, numpy where a decoding thread must not fight the model's thread for the GIL.
 
-# Per-pixel work runs in strips of this many pixels: small enough that the dozen elementwise
-# passes over a strip stay in the CPU's cache (measured: 2x faster than 2-megapixel strips on a
-# 3-megapixel join), large enough that kernel launches do not dominate on a GPU.
-STRIP_PIXELS = 1 << 18
-
-_LINEAR_OF_8_BIT_LEVEL = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy()
-_XYZ_OVER_WHITE = (np.array(XYZ_FROM_RGB) / np.array(D65_WHITE)[:, None]).T
-
-
-def thumbnail_chroma(rgb: np.ndarray) -> float:
-    """Mean Lab chroma of a small uint8 RGB array: :func:`recolor.imageio.mean_chroma`'s figure.
-
-    The same formulas in a handful of numpy calls: a decoding thread that issued mean_chroma's
-    thirty small torch calls would fight the model's thread for the GIL at every one of them.
-    """
-    t = _LINEAR_OF_8_BIT_LEVEL[rgb].reshape(-1, 3) @ _XYZ_OVER_WHITE
-    f = np.where(t > CIE_EPSILON, np.cbrt(np.maximum(t, CIE_EPSILON)), CIE_LINEAR_SLOPE * t + 16.0 / 116.0)
-    a, b = 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])
-    return float(np.sqrt(a * a + b * b).mean()) if len(a) else 0.0
-
-
 _RGB_FROM_XYZ: dict[torch.device, torch.Tensor] = {}
 _LIGHTNESS_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -207,7 +177,7 @@ def lab_to_srgb_levels(lightness: torch.Tensor, ab: torch.Tensor, matrix: torch.
     t = (m * m * m).sub_((m - 16.0 / 116.0).div_(CIE_LINEAR_SLOPE)).add_((f - 16.0 / 116.0).div_(CIE_LINEAR_SLOPE))
     linear = torch.einsum("ij,jhw->ihw", matrix, t).clamp_(0.0, 1.0)
     straight = linear * (12.92 * peak)
-    curved = linear.clamp_min_(0.0031308).pow_(1 / 2.4).mul_(1.055 * peak).sub_(0.055 * peak)
+    curved = linear.clamp_min_(LINEAR_THRESHOLD).pow_(1 / 2.4).mul_(1.055 * peak).sub_(0.055 * peak)
     return torch.minimum(curved, straight).round_().permute(1, 2, 0)
 
 

@@ -309,7 +309,7 @@ def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision
     if draws < 1:
         raise OptionError("draws", draws, "must be at least 1")
     try:
-        colorizer = Colorizer.load(target, device=device, precision=precision)
+        colorizer = Colorizer.load(target, engine="torch", device=device, precision=precision)
     except KeyError as exc:
         raise KeyError(f"{exc.args[0]}; diverse samplers: {', '.join(SAMPLER_NAMES)}") from None
     sampler = sampler_for(colorizer, wants_dropout, draws, chunk)

@@ -18,41 +18,18 @@ file and the command line live above, in :mod:`recolor.hintsfile`).
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .ab_bins import gamut_bin_centres, nearest_bin
 from .color import rgb_to_lab_normalized
+# what a person gives, torch-free (the ONNX engine's path reads hints files without torch); re-exported
+from .hintpoints import MAX_POINTS, Colour, HintPoint, Hints, colour_hex, parse_colour  # noqa: F401
 
 LOCAL_HINT_CHANNELS = 3  # normalised a*, b*, mask
 DEFAULT_PATCH = 5  # side, in pixels of the network's input, of the square a person's point colours
-MAX_POINTS = 256  # more points than anyone clicks; bounds the work a hints file can ask for
-
-Colour = Union[str, Sequence[int]]
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
-
-
-def parse_colour(colour: Colour) -> tuple[int, int, int]:
-    """``"#rrggbb"`` (the ``#`` optional) or an ``(r, g, b)`` of 0-255 integers -> ``(r, g, b)``;
-    ValueError, one line, for anything else."""
-    if isinstance(colour, str):
-        match = _HEX.match(colour.strip())
-        if not match:
-            raise ValueError(f"colour {colour!r}: expected #rrggbb, e.g. #c0392b")
-        value = int(match.group(1), 16)
-        return (value >> 16) & 255, (value >> 8) & 255, value & 255
-    if (isinstance(colour, (tuple, list)) and len(colour) == 3
-            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)):
-        return tuple(colour)  # type: ignore[return-value]
-    raise ValueError(f"colour {colour!r}: expected '#rrggbb' or an (r, g, b) of integers 0-255")
-
-
-def colour_hex(rgb: Sequence[int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def colour_ab(rgb: Sequence[int]) -> tuple[float, float]:
@@ -60,36 +37,6 @@ def colour_ab(rgb: Sequence[int]) -> tuple[float, float]:
     pixel = torch.tensor(rgb, dtype=torch.float64).view(3, 1, 1) / 255.0
     _, ab = rgb_to_lab_normalized(pixel)
     return float(ab[0, 0, 0]), float(ab[1, 0, 0])
-
-
-@dataclass(frozen=True)
-class HintPoint:
-    """A person's point: ``x``, ``y`` in pixels of the upright photo (origin top-left) and its colour."""
-
-    x: float
-    y: float
-    rgb: tuple[int, int, int]
-    # simulated points (``recolor evaluate --hints N``) carry the truth's exact mean ab and their
-    # patch side at the network's input; a person's point leaves both None
-    ab: tuple[float, float] | None = None
-    patch: int | None = None
-
-    @classmethod
-    def of(cls, point: "HintPoint | Sequence") -> "HintPoint":
-        """A HintPoint from itself or an ``(x, y, colour)`` tuple (colour: ``"#rrggbb"`` or ``(r, g, b)``)."""
-        if isinstance(point, HintPoint):
-            return point
-        if not isinstance(point, (tuple, list)) or len(point) != 3:
-            raise ValueError(f"hint {point!r}: expected (x, y, colour)")
-        x, y, colour = point
-        for value in (x, y):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"hint {point!r}: x and y must be finite numbers (pixels)")
-        return cls(float(x), float(y), parse_colour(colour))
-
-    def check_inside(self, width: int, height: int) -> None:
-        if not (0 <= self.x < width and 0 <= self.y < height):
-            raise ValueError(f"hint at ({self.x:g}, {self.y:g}) is outside the {width}x{height} photo")
 
 
 def local_hint_image(points: Sequence[HintPoint], photo_size: tuple[int, int], size: tuple[int, int],
@@ -187,31 +134,6 @@ def simulate_global_hints(ab: torch.Tensor, share: float, generator: torch.Gener
     small = F.interpolate(ab.float(), size=(64, 64), mode="area") if ab.shape[-1] > 64 else ab.float()
     rows = [global_hint(small[i], bool(draws[i, 0] < share), bool(draws[i, 1] < share)) for i in range(ab.shape[0])]
     return torch.stack(rows).to(ab.device)
-
-
-@dataclass(frozen=True)
-class Hints:
-    """What a person tells the model about one photo: points and/or a reference photo (any
-    :data:`recolor.imageio.PhotoLike`: a path, a PIL image, an array; read by the inference layer)."""
-
-    points: tuple[HintPoint, ...] = ()
-    reference: object = None
-
-    @classmethod
-    def of(cls, points: Sequence | None = None, reference: object = None) -> "Hints | None":
-        """Hints from the API's arguments (points as :class:`HintPoint` or ``(x, y, colour)``); None when empty."""
-        if points is not None and not isinstance(points, (list, tuple)):
-            raise ValueError(f"hints {points!r}: expected a list of (x, y, colour)")
-        checked = tuple(HintPoint.of(point) for point in points or ())
-        if len(checked) > MAX_POINTS:
-            raise ValueError(f"{len(checked)} hint points: at most {MAX_POINTS}")
-        if not checked and reference is None:
-            return None
-        return cls(checked, reference)
-
-    def check_inside(self, width: int, height: int) -> None:
-        for point in self.points:
-            point.check_inside(width, height)
 
 
 def reference_global_hint(rgb: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hints import MAX_POINTS, HintPoint, Hints, colour_hex, parse_colour
+from .hintpoints import MAX_POINTS, HintPoint, Hints, colour_hex, parse_colour
 
 SIDECAR_SUFFIX = ".hints.json"
 MAX_HINTS_FILE_BYTES = 1 << 20

@@ -13,15 +13,12 @@ resize to the model's input, and the join. The batch pipeline of :mod:`recolor.p
 from __future__ import annotations
 
 import contextlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs, weights_label  # noqa: F401 (re-exported)
@@ -31,11 +28,11 @@ from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-e
 )
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.decoding import ImageReadError
-from .imageio.encoders import to_8_bits
 from .imageio.photo import DecodedPhoto, photo_from_pil
 from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
 from .ab_bins import distribution_modes
+from .colorizing import ColorizeResult, NonFiniteOutputError, PhotoColorizer, square_size  # noqa: F401 (re-exported)
 from .hints import HintPoint, Hints, colour_hex, global_hint_length, local_hint_image, reference_global_hint
 
 
@@ -43,37 +40,13 @@ from .hints import HintPoint, Hints, colour_hex, global_hint_length, local_hint_
 def input_size(config: dict, generator: torch.nn.Module, requested: int | None) -> int:
     """The model's square input side: ``requested`` (or the model's own) rounded to the network's
     multiple; a ValueError for a size the network cannot take at all."""
-    own = int(config.get("image_size", 256))
-    multiple = int(getattr(generator, "multiple", 1))
-    if requested is not None and not multiple <= requested <= 8 * max(own, multiple):
-        raise ValueError(f"--size {requested}: this model takes {multiple} to {8 * max(own, multiple)} pixels "
-                         f"(a multiple of {multiple}; its own is {own})")
-    size = int(requested or own)
-    if size % multiple:
-        size = max(multiple, round(size / multiple) * multiple)
-    return size
+    return square_size(int(config.get("image_size", 256)), int(getattr(generator, "multiple", 1)), requested)
 
 
-class NonFiniteOutputError(ValueError):
-    """The model produced NaN or infinite colour (corrupt weights, numeric overflow)."""
-
-
-@dataclass
-class ColorizeResult:
-    rgb: np.ndarray  # (H, W, 3) uint8, or uint16 for a 16-bit input
-    alpha: np.ndarray | None
-    was_colour: bool
-
-    def to_pil(self) -> Image.Image:
-        """8-bit RGB(A): Pillow holds no 16-bit RGB (``save_image`` writes the 16-bit data)."""
-        image = Image.fromarray(to_8_bits(self.rgb) if self.rgb.dtype == np.uint16 else self.rgb, mode="RGB")
-        if self.alpha is not None:
-            image.putalpha(Image.fromarray(self.alpha, mode="L"))
-        return image
-
-
-class Colorizer:
+class Colorizer(PhotoColorizer):
     """A loaded colorization model. ``Colorizer.load()`` (the shipped default), ``Colorizer.load("pix2pix")`` or ``Colorizer.load("run/model.safetensors")``."""
+
+    engine = "torch"
 
     def __init__(self, spec: ModelSpec, config: dict, generator: torch.nn.Module, device: str | torch.device = "auto",
                  size: int | None = None, precision: str = "auto", channels_last: bool = True, source: Path | None = None,
@@ -105,10 +78,14 @@ class Colorizer:
                    weights_sha256=pretrained.checkpoint.sha256, **kwargs)
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, **options) -> "Colorizer":
+    def load(cls, model: str | Path = DEFAULT_MODEL, engine: str = "auto", **options) -> "PhotoColorizer":
         """A model by name (its shipped weights: effnet-unet, the default; pix2pix, resnet18, ...) or a ``.safetensors`` checkpoint.
 
         Options:
+            engine: "auto" (ONNX Runtime on the CPU where the model has an ONNX export, torch
+                otherwise), "onnx" (an :class:`~recolor.onnx_engine.OnnxColorizer`, the same
+                colorize API without torch) or "torch" (this class: what diverse sampling,
+                evaluation and ``suggest`` need). See :func:`recolor.engines.load_colorizer`.
             device: "auto" (CUDA when present, else the CPU), "cpu", "cuda", "cuda:1".
             size: the side of the square the network sees (default: the model's own; rounded to
                 the network's multiple). It changes the colours a lot, not only the speed: see
@@ -121,6 +98,10 @@ class Colorizer:
         Raises KeyError (unknown model name), CheckpointError (missing or unusable file) and
         ValueError (a bad option), each with a one-line message.
         """
+        if engine != "torch":
+            from .engines import load_colorizer
+
+            return load_colorizer(model, engine=engine, **options)
         return cls.from_pretrained(load_pretrained(model), **options)
 
     @property
@@ -154,10 +135,6 @@ class Colorizer:
             ab = self.spec.predict_ab(self._forward, x, extra).float()
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
-
-    def check_hints(self, hints: Hints | None) -> None:
-        if hints is not None and not self.takes_hints:
-            raise ValueError(f"model '{self.name}' takes no hints (points or a reference): the shipped default, {DEFAULT_MODEL}, does")
 
     def hint_inputs(self, hints: Sequence[Hints | None], photo_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         """The network's hint inputs for a batch (local (B, 3, s, s), global (B, G)); () when no
@@ -214,43 +191,6 @@ class Colorizer:
             lightness[index] = None  # the full-size plane can go as soon as it is joined
             outputs.append(out)
         return outputs, ready
-
-    def colorize(self, photo: PhotoLike | Sequence[PhotoLike], batch_size: int = 8, hints: Sequence | None = None,
-                 reference: PhotoLike | None = None) -> Image.Image | list[Image.Image]:
-        """Colorize a photo (a path, a PIL image or a numpy array: see :func:`recolor.imageio.as_pil_image`)
-        into a PIL image of the same size (RGBA when it had alpha), or a list of photos into a list
-        of images, ``batch_size`` at a time through the network.
-
-        ``hints``: points ``[(x, y, colour), ...]`` in pixels of the upright photo (origin top-left),
-        a colour being ``"#rrggbb"`` or ``(r, g, b)`` of 0-255 integers: only its hue and chroma are
-        used, the lightness stays the photo's. ``reference``: a colour photo whose colours to aim
-        at. Both need a hint-taking model (the default) and go with one photo; for a list, give
-        :meth:`colorize_many` one :class:`~recolor.hints.Hints` per photo.
-        """
-        if isinstance(photo, (list, tuple)):
-            if hints is not None or reference is not None:
-                raise ValueError("hints and reference go with one photo; for a list use colorize_many(photos, hints=[Hints, ...])")
-            return self.colorize_many(photo, batch_size)
-        return self.colorize_many([photo], hints=[Hints.of(hints, reference)])[0]
-
-    def colorize_many(self, photos: Iterable[PhotoLike], batch_size: int = 8, hints: Sequence[Hints | None] | None = None) -> list[Image.Image]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size {batch_size}: must be 1 or more")
-        photos = list(photos)
-        hints = list(hints) if hints is not None else [None] * len(photos)
-        if len(hints) != len(photos):
-            raise ValueError(f"{len(hints)} hints for {len(photos)} photos: give one (or None) per photo")
-        for item in hints:
-            self.check_hints(item)
-        images = []
-        for start in range(0, len(photos), batch_size):
-            batch = photos[start:start + batch_size]
-            decoded = [photo_from_pil(as_pil_image(item), Path(item) if isinstance(item, (str, os.PathLike)) else None) for item in batch]
-            outputs, ready = self.colorize_photos(decoded, hints[start:start + batch_size])
-            if ready is not None:
-                ready.synchronize()
-            images += [ColorizeResult(rgb.numpy(), photo.alpha, photo.was_colour).to_pil() for rgb, photo in zip(outputs, decoded)]
-        return images
 
     @torch.no_grad()
     def suggest(self, photo: PhotoLike, x: float, y: float, k: int = 5, hints: Sequence | None = None,

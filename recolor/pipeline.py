@@ -23,24 +23,29 @@ fit.
 """
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-import torch
+import numpy as np
 from PIL import Image
 
 from .imageio.decoding import DEFAULT_MAX_PIXELS, ImageReadError, file_problem, silence_pillow_warnings
 from .imageio.encoders import save_image
 from .imageio.metadata import ImageMetadata
 from .imageio.photo import DecodedPhoto, decode_photo
-from .inference import Colorizer, NonFiniteOutputError
-from .threads import usable_cpus
+from .colorizing import NonFiniteOutputError, PhotoColorizer
+from .threads import chosen_threads, usable_cpus
 from .planning import ColorizeJob  # the job type is the planner's (recolor.planning.plan_colorize); re-exported
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_PIXELS_IN_FLIGHT = 32_000_000
 
@@ -51,7 +56,7 @@ def default_workers(device: torch.device) -> int:
     half as many (more only contend for those CPUs and the GIL)."""
     if device.type == "cuda":
         return max(1, min(8, usable_cpus()))
-    return max(1, torch.get_num_threads() // 2)
+    return max(1, chosen_threads() // 2)
 
 
 @dataclass
@@ -113,9 +118,9 @@ def header_pixels(path: Path) -> int:
         return 0
 
 
-def _decode(job: ColorizeJob, max_pixels: int, pin_memory: bool) -> DecodedPhoto | str:
+def _decode(job: ColorizeJob, max_pixels: int, pin_memory: bool, as_array: bool = False) -> DecodedPhoto | str:
     try:
-        photo = decode_photo(job.source, max_pixels=max_pixels, pin_memory=pin_memory)
+        photo = decode_photo(job.source, max_pixels=max_pixels, pin_memory=pin_memory, as_array=as_array)
         if photo.frames > 1 and os.path.realpath(job.source) == os.path.realpath(job.target):
             # only the first frame is colorized: replacing the file would destroy the others
             return f"{job.source}: {photo.frames} frames (pages); replacing it would keep only the first, so it is left as it is (write to a folder with -o)"
@@ -144,11 +149,11 @@ class _Written:
         return cls(width, height, photo.alpha, photo.metadata, photo.was_colour, note)
 
 
-def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: PixelBudget, pixels: int) -> ColorizeOutcome:
+def _write(job: ColorizeJob, rgb: torch.Tensor | np.ndarray, ready, info: _Written, budget: PixelBudget, pixels: int) -> ColorizeOutcome:
     try:
         if ready is not None:
             ready.synchronize()  # the non-blocking copy from the GPU has landed
-        save_image(job.target, rgb.numpy(), info.alpha, info.metadata)
+        save_image(job.target, np.asarray(rgb), info.alpha, info.metadata)
         return ColorizeOutcome(job, width=info.width, height=info.height, was_colour=info.was_colour, note=info.note)
     except (OSError, ValueError) as exc:
         return ColorizeOutcome(job, error=f"{job.target}: could not write ({exc})")
@@ -159,7 +164,7 @@ def _write(job: ColorizeJob, rgb: torch.Tensor, ready, info: _Written, budget: P
 
 
 def colorize_files(
-    colorizer: Colorizer,
+    colorizer: PhotoColorizer,
     jobs: Iterable[ColorizeJob],
     batch_size: int = 8,
     workers: int | None = None,
@@ -182,7 +187,7 @@ def colorize_files(
     writers = ThreadPoolExecutor(workers, thread_name_prefix="recolor-write")
 
     def run_decode(job: ColorizeJob, slot: Future) -> None:
-        slot.set_result(_decode(job, max_image_pixels, pin_memory))
+        slot.set_result(_decode(job, max_image_pixels, pin_memory, colorizer.decodes_to_arrays))
 
     def feed() -> None:
         # Announce each job (with its size) before waiting for room, so that the batcher can
@@ -253,7 +258,18 @@ def colorize_files(
         feeder.join(timeout=5)
 
 
-def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto], hints: list | None = None) -> list:
+def _gpu_out_of_memory() -> type[BaseException]:
+    """torch's CUDA out-of-memory error; where torch was never imported (the ONNX engine) no GPU
+    can run out of memory, and a class nothing raises stands in."""
+    torch = sys.modules.get("torch")
+    return torch.cuda.OutOfMemoryError if torch is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _colorize_batch(colorizer: PhotoColorizer, photos: list[DecodedPhoto], hints: list | None = None) -> list:
     """Per photo: (host RGB tensor, ready event), or an error message. A batch that runs the GPU
     out of memory, or whose colour comes out non-finite for some photo, is run again one photo at
     a time: only the photos that fail are reported."""
@@ -261,10 +277,11 @@ def _colorize_batch(colorizer: Colorizer, photos: list[DecodedPhoto], hints: lis
         hints = hints or [None] * len(photos)
         outputs, ready = colorizer.colorize_photos(photos, hints)
         return [(out, ready) for out in outputs]
-    except (torch.cuda.OutOfMemoryError, NonFiniteOutputError) as exc:
+    except (_gpu_out_of_memory(), NonFiniteOutputError) as exc:
         if len(photos) == 1:
             return [str(exc) if isinstance(exc, NonFiniteOutputError) else "out of GPU memory (try a smaller --batch-size or --device cpu)"]
-        torch.cuda.empty_cache()
+        if not isinstance(exc, NonFiniteOutputError):
+            sys.modules["torch"].cuda.empty_cache()
         return [result for photo, hint in zip(photos, hints) for result in _colorize_batch(colorizer, [photo], [hint])]
     except (RuntimeError, MemoryError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -13,6 +13,8 @@ their count from the same figure. Bottom layer: imports torch only when setting 
 """
 from __future__ import annotations
 
+import sys
+
 import os
 import time
 from pathlib import Path
@@ -67,12 +69,27 @@ def default_threads() -> int:
     return max(1, min(cpus, round(cpus - busy_cpus()))) if cpus > 1 else 1
 
 
-def use_threads(threads: int | None = None) -> int:
-    """Compute with ``threads`` intra-op threads (default :func:`default_threads`); returns the count."""
-    import torch
+_CHOSEN: int | None = None  # what use_threads chose, for the engines and threads that do not ask torch
 
+
+def use_threads(threads: int | None = None) -> int:
+    """Compute with ``threads`` intra-op threads (default :func:`default_threads`); returns the count.
+
+    torch is not imported for it (the ONNX engine's start-up never loads torch): when torch is
+    loaded already its thread count is set, else OMP_NUM_THREADS, which torch reads on import."""
+    global _CHOSEN
     if threads is not None and threads < 1:
         raise OptionError("threads", threads, "must be at least 1")
     count = threads or default_threads()
-    torch.set_num_threads(count)
+    _CHOSEN = count
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
     return count
+
+
+def chosen_threads() -> int:
+    """The compute threads :func:`use_threads` chose (or would choose)."""
+    return _CHOSEN or default_threads()

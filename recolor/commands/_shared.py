@@ -5,6 +5,7 @@ Imports only the standard library and typer: rich is imported on first use (``--
 import contextlib
 import functools
 import json
+import sys
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import typer
@@ -82,15 +83,19 @@ def checked_seed(seed: int) -> int:
 def loaded(load: Callable[[], object], what: str | None = None, quiet: bool = False):
     """What ``load()`` returns (a model, a sampler), or exit 2 with its one-line complaint. On a
     terminal, "loading WHAT..." shows meanwhile (seconds of start-up would otherwise look like a hang)."""
-    from ..checkpoint import CheckpointError
     from ..options import said_on_the_command_line
 
     showing = what is not None and not quiet and err().is_terminal
     try:
         with err().status(f"loading {shown(what)}...") if showing else contextlib.nullcontext():
             return load()
-    except (CheckpointError, KeyError, ValueError) as exc:
-        fail(said_on_the_command_line(exc))  # a bad option named by its flag
+    except Exception as exc:
+        # CheckpointError's module imports torch, which the ONNX engine never loads: a loader that
+        # raised one has imported it already
+        checkpoint = sys.modules.get("recolor.checkpoint")
+        if isinstance(exc, (KeyError, ValueError)) or (checkpoint is not None and isinstance(exc, checkpoint.CheckpointError)):
+            fail(said_on_the_command_line(exc))  # a bad option named by its flag
+        raise
 
 
 def stopped(done: int, total: int, how_to_continue: str) -> None:

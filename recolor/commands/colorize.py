@@ -30,13 +30,14 @@ def colorize(
     hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,#RRGGBB", help="A colour you know at pixel X,Y of the upright photo (origin top-left), e.g. 120,80,#c0392b; repeatable. Only its hue and chroma are used.")] = None,
     hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime on the CPU where the model has an export, else torch), onnx, torch; see README.")] = "auto",
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness.
 
     Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
     NAME.hints.json beside it is used instead."""
+    from ..engines import load_colorizer
     from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
-    from ..inference import Colorizer
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
     from ..threads import use_threads
@@ -47,7 +48,7 @@ def colorize(
     except UsageError as exc:
         fail(str(exc))
     use_threads(threads)
-    colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma), model, quiet)
+    colorizer = loaded(lambda: load_colorizer(model, engine=engine, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma), model, quiet)
     hinted = [job for job in plan.jobs if job.hints is not None]
     if hinted and not colorizer.takes_hints:
         if given is not None:
@@ -94,7 +95,7 @@ def outcome_record(outcome) -> dict:
 def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], reference: Optional[Path]):
     """The Hints that --hint, --hints and --reference give (None for none); exit 2, one line, for a bad one.
     --hint points add to the file's; --reference replaces the file's reference."""
-    from ..hints import Hints
+    from ..hintpoints import Hints
     from ..hintsfile import HintsFileError, parse_hint_option, read_hints_file
 
     if not points and hints_file is None and reference is None:

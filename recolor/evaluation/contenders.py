@@ -45,7 +45,7 @@ def load_contenders(settings: EvalSettings) -> list[Contender]:
     for model in settings.models:
         target, wants_dropout = resolve_model(str(model))
         try:
-            colorizer = Colorizer.load(target, device=settings.device, precision=settings.precision, chroma=settings.chroma)
+            colorizer = Colorizer.load(target, engine="torch", device=settings.device, precision=settings.precision, chroma=settings.chroma)
         except (CheckpointError, KeyError, ValueError) as exc:
             raise EvaluationError(f"--model {model}: {exc.args[0] if exc.args else exc}") from None
         name = row_name(str(model), colorizer.name) + (f" (chroma {settings.chroma:g})" if settings.chroma != 1.0 else "")

@@ -1,6 +1,9 @@
 """Decoded photos: any Pillow mode to 8-bit pixels or, for 16-bit and float sources, a
 full-resolution lightness plane (CIE L, 0..100).
 
+Importing this module does not import torch: the ONNX engine decodes photos into numpy arrays
+(``as_array=True``) and never loads it; the torch engine's tensors import it on first use.
+
 The lightness is computed in row strips, never from a full-resolution float RGB copy, so a
 24-megapixel scan costs about 100 MB of floats, not 300+.
 """
@@ -9,14 +12,17 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..color import lightness_from_pixels, rgb_to_lab, rgb_to_lightness, thumbnail_chroma
+from ..cie import lightness_from_rgb, thumbnail_chroma
 from .decoding import DEFAULT_MAX_PIXELS, FRAMES_INFO, SAMPLES_INFO, ImageReadError, describe_source, open_image
 from .metadata import ImageMetadata, image_metadata
+
+if TYPE_CHECKING:
+    import torch
 
 # Mean chroma (Lab units) above which an image counts as colour. JPEG noise on a grey scan stays
 # well below 2; sepia-toned prints are around 8-15.
@@ -113,6 +119,10 @@ def finite_pixels(array: np.ndarray) -> np.ndarray:
 
 def lightness_of(array: np.ndarray) -> torch.Tensor:
     """Full-resolution CIE L (1, H, W) from an (H, W[, 3]) float array, in row strips."""
+    import torch
+
+    from ..color import rgb_to_lightness
+
     height, width = array.shape[:2]
     out = torch.empty((1, height, width), dtype=torch.float32)
     rows = max(1, _STRIP_PIXELS // max(width, 1))
@@ -128,6 +138,10 @@ def lightness_of(array: np.ndarray) -> torch.Tensor:
 
 def mean_chroma(image: Image.Image, thumbnail: int = 128) -> float:
     """Mean Lab chroma sqrt(a^2 + b^2) of a small copy of an RGB image."""
+    import torch
+
+    from ..color import rgb_to_lab
+
     small = image.convert("RGB")
     small.thumbnail((thumbnail, thumbnail))
     rgb = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -144,11 +158,12 @@ class DecodedPhoto:
     pinned memory when bound for a GPU); for 16-bit and float sources it is instead the float32
     CIE L plane (H, W, 1), computed on the CPU by :func:`lightness_of`, and the colorization
     comes out 16 bits per channel. The pipeline computes the lightness on the model's device;
-    :attr:`lightness` is the same plane on the pixels' device.
+    :attr:`lightness` is the same plane on the pixels' device. Decoded for the ONNX engine
+    (``as_array=True``), ``pixels`` is the same data as a numpy array.
     """
 
     path: Path | None
-    pixels: torch.Tensor
+    pixels: Union[torch.Tensor, np.ndarray]
     alpha: np.ndarray | None = None
     was_colour: bool = False
     metadata: ImageMetadata = field(default_factory=ImageMetadata)
@@ -165,18 +180,23 @@ class DecodedPhoto:
 
     @functools.cached_property
     def lightness(self) -> torch.Tensor:
-        """The full-size CIE L (1, H, W) float32 in 0..100 (computed once, on first use)."""
+        """The full-size CIE L (1, H, W) float32 torch tensor in 0..100 (computed once, on first use)."""
+        import torch
+
+        from ..color import lightness_from_pixels
+
         if self.pixels.dtype == torch.uint8:
             return lightness_from_pixels(self.pixels)
         return self.pixels.permute(2, 0, 1).float()
 
 
-def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_memory: bool = False) -> DecodedPhoto:
+def decode_photo(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, pin_memory: bool = False, as_array: bool = False) -> DecodedPhoto:
     """Decode one file (EXIF orientation applied) or raise :class:`~recolor.imageio.ImageReadError`."""
-    return photo_from_pil(open_image(path, max_pixels=max_pixels), Path(path), pin_memory=pin_memory)
+    return photo_from_pil(open_image(path, max_pixels=max_pixels), Path(path), pin_memory=pin_memory, as_array=as_array)
 
 
-def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False) -> DecodedPhoto:
+def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: bool = False, as_array: bool = False) -> DecodedPhoto:
+    """The photo's pixels as a torch tensor, or with ``as_array`` as a numpy array (without torch)."""
     metadata = image_metadata(image)
     frames = int(image.info.get(FRAMES_INFO, getattr(image, "n_frames", 1)))
     base, alpha = split_alpha(image)
@@ -184,7 +204,9 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
         raise ImageReadError(f"{describe_source(path)}: image has no pixels")
     colour = looks_colour(base)
     if base.mode in ("L", "RGB"):
-        pixels = _pixels_of(base, pin_memory)
+        pixels = _pixels_of(base, pin_memory, as_array)
+    elif as_array:
+        pixels = lightness_from_rgb(image_to_array(base))[..., None]
     else:  # 16-bit or float: keep the precision, the plane is computed here once
         pixels = lightness_of(image_to_array(base)).permute(1, 2, 0).contiguous()
         if pin_memory:
@@ -192,15 +214,20 @@ def photo_from_pil(image: Image.Image, path: Path | None = None, pin_memory: boo
     return DecodedPhoto(path=path, pixels=pixels, alpha=alpha, was_colour=colour, metadata=metadata, frames=frames)
 
 
-def _pixels_of(image: Image.Image, pin_memory: bool) -> torch.Tensor:
+def _pixels_of(image: Image.Image, pin_memory: bool, as_array: bool = False) -> torch.Tensor | np.ndarray:
     """Pillow's 8-bit rows copied into one (H, W, C) tensor a strip at a time.
 
     ``np.asarray(image)`` would first build a full ``bytes`` copy (twice the image, transiently,
     for a 24-megapixel scan) and then a read-only array that torch cannot wrap without warning.
     """
     channels = 3 if image.mode == "RGB" else 1
-    out = torch.empty((image.height, image.width, channels), dtype=torch.uint8, pin_memory=pin_memory)
-    target = out.numpy()
+    if as_array:
+        out = target = np.empty((image.height, image.width, channels), dtype=np.uint8)
+    else:
+        import torch
+
+        out = torch.empty((image.height, image.width, channels), dtype=torch.uint8, pin_memory=pin_memory)
+        target = out.numpy()
     rows = max(1, _DECODE_STRIP_PIXELS // image.width)
     for top in range(0, image.height, rows):
         bottom = min(image.height, top + rows)
