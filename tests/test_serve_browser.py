@@ -31,6 +31,7 @@ def test_a_point_set_to_blue_in_the_page_colours_the_downloaded_photo_there(tmp_
     Image.fromarray(photos["astronaut"]).convert("L").save(grey)
     model = save_obedient_hint_network(tmp_path / "obedient.safetensors")
     server = ServerProcess("--model", str(model))
+    assert server.url.startswith("http://127.0.0.1:") and "warning" not in "".join(server.lines)  # loopback by default
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         errors: list[str] = []
@@ -55,7 +56,7 @@ def test_a_point_set_to_blue_in_the_page_colours_the_downloaded_photo_there(tmp_
     finally:
         code, printed = server.interrupt()
         server.close()
-    assert code == 0 and "Traceback" not in printed
+    assert code == 0 and "Traceback" not in printed and "stopped" in printed  # Ctrl-C stops it cleanly
     with Image.open(downloaded) as result:
         assert result.size == (512, 512)
         target = np.array(colour_ab((31, 79, 208)))
