@@ -24,7 +24,8 @@ from . import DEFAULT_MODEL
 from .checkpoint import Checkpoint, CheckpointError, find_weights, weights_dirs, weights_label  # noqa: F401 (re-exported)
 from .pretrained import Pretrained, checked_model, load_pretrained, network_from_checkpoint  # noqa: F401 (checked_model re-exported)
 from .color import (  # noqa: F401 (lightness_from_pixels, thumbnail_chroma re-exported)
-    STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, rgb_from_xyz_matrix, thumbnail_chroma,
+    STRIP_PIXELS, denormalize_ab, lab_to_srgb_levels, lightness_from_pixels, normalize_l, output_to_ab, rgb_from_xyz_matrix,
+    thumbnail_chroma,
 )
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.decoding import ImageReadError
@@ -123,18 +124,37 @@ class Colorizer(PhotoColorizer):
         """Whether the network takes a person's points and a reference (:mod:`recolor.hints`)."""
         return bool(getattr(self.generator, "takes_hints", False))
 
-    @torch.no_grad()
-    def predict_ab(self, lightness_small: torch.Tensor, hint_inputs: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-        """Normalised ab (B, 2, s, s) for normalised L (B, 1, s, s) at the model's resolution, with
-        the network's hint inputs (:meth:`hint_inputs`) when there are any."""
+    def _network_input(self, lightness_small: torch.Tensor) -> torch.Tensor:
         x = lightness_small.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @torch.no_grad()
+    def predict_ab(self, lightness_small: torch.Tensor, hint_inputs: tuple[torch.Tensor, ...] = (),
+                   features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Normalised ab (B, 2, s, s) for normalised L (B, 1, s, s) at the model's resolution, with
+        the network's hint inputs (:meth:`hint_inputs`) when there are any. ``features``: the
+        photo's :meth:`encoder_features`, so that only the decoder runs (the same numbers)."""
+        x = self._network_input(lightness_small)
         extra = tuple(tensor.to(self.device) for tensor in hint_inputs)
         with self._autocast():
-            ab = self.spec.predict_ab(self._forward, x, extra).float()
+            if features is None:
+                ab = self.spec.predict_ab(self._forward, x, extra).float()
+            else:
+                ab = output_to_ab(self.generator.to_ab(self.generator.decode(features, *extra), x.shape[-2:]), self.spec.output)
         check_finite(ab)
         return (ab * self.chroma).clamp(-1, 1)
+
+    @torch.no_grad()
+    def encoder_features(self, lightness_small: torch.Tensor) -> list[torch.Tensor] | None:
+        """The encoder's features of normalised L (B, 1, s, s) for a network that splits into an
+        encoder and a decoder (effnet-unet), None for the others. They do not depend on hints: a
+        page that colours one photo again at each change of its hints computes them once and
+        hands them to :meth:`predict_ab` and :meth:`suggest_for` (the encoder is about half of
+        the network's time)."""
+        if not all(hasattr(self.generator, name) for name in ("encode", "decode", "to_ab")):
+            return None
+        with self._autocast():
+            return self.generator.encode(self._network_input(lightness_small))
 
     def hint_inputs(self, hints: Sequence[Hints | None], photo_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         """The network's hint inputs for a batch (local (B, 3, s, s), global (B, G)); () when no
@@ -192,7 +212,6 @@ class Colorizer(PhotoColorizer):
             outputs.append(out)
         return outputs, ready
 
-    @torch.no_grad()
     def suggest(self, photo: PhotoLike, x: float, y: float, k: int = 5, hints: Sequence | None = None,
                 reference: PhotoLike | None = None) -> list[tuple[str, float]]:
         """The ``k`` likeliest colours the model sees at pixel (x, y) of the photo, given any hints
@@ -200,19 +219,27 @@ class Colorizer(PhotoColorizer):
         summing to 1 (the model's distribution over ab bins at that spot, decoded as colorize
         decodes it, clustered into its distinct modes as ideepcolor's suggestions are). Each
         colour carries the photo's lightness at that spot."""
+        wanted = Hints.of(hints, reference)
+        return self.suggest_for(photo_from_pil(as_pil_image(photo)), x, y, k, wanted)
+
+    @torch.no_grad()
+    def suggest_for(self, decoded: DecodedPhoto, x: float, y: float, k: int = 5, hints: Hints | None = None,
+                    features: list[torch.Tensor] | None = None) -> list[tuple[str, float]]:
+        """:meth:`suggest` for a decoded photo (``features``: its :meth:`encoder_features`, if kept)."""
         if not 1 <= k <= 32:
             raise ValueError(f"k {k}: must be 1 to 32")
         to_logits = getattr(self.generator, "quarter_output", None)
         if to_logits is None or getattr(self.generator, "head", None) != "classification":
             raise ValueError(f"model '{self.name}' predicts one colour per pixel, not a distribution: no suggestions")
-        decoded = photo_from_pil(as_pil_image(photo))
         plane = self.photo_lightness(decoded)
         height, width = plane.shape[-2:]
-        wanted = Hints.of(hints, reference)
         HintPoint(float(x), float(y), (0, 0, 0)).check_inside(width, height)
-        extra = tuple(t.to(self.device) for t in self.hint_inputs([wanted], [(width, height)]))
+        extra = tuple(t.to(self.device) for t in self.hint_inputs([hints], [(width, height)]))
         with self._autocast():
-            logits = to_logits(self.input_from_lightness(plane)[None], *extra).float()
+            if features is None:
+                logits = to_logits(self.input_from_lightness(plane)[None], *extra).float()
+            else:
+                logits = self.generator.decode(features, *extra).float()
         logits = logits + self.generator.colour_boost * self.generator.bin_log_weights.view(1, -1, 1, 1)
         row = min(logits.shape[-2] - 1, int(y / height * logits.shape[-2]))
         column = min(logits.shape[-1] - 1, int(x / width * logits.shape[-1]))

@@ -23,7 +23,7 @@ _HOMES = {
     "PhotoLike": "api_input", "as_pil_image": "api_input",
     "atomic_write_bytes": "atomic", "remove_stale_temp_files": "atomic",
     "DEFAULT_MAX_PIXELS": "decoding", "FRAMES_INFO": "decoding", "ImageReadError": "decoding", "allow_pixels": "decoding",
-    "file_problem": "decoding", "open_image": "decoding", "probe_image": "decoding",
+    "file_problem": "decoding", "open_image": "decoding", "open_image_bytes": "decoding", "probe_image": "decoding",
     "encode_image": "encoders", "extension_format": "encoders", "flatten_onto_white": "encoders", "image_format": "encoders",
     "output_format": "encoders", "save_image": "encoders", "to_8_bits": "encoders", "write_image": "encoders",
     "IMAGE_EXTENSIONS": "listing", "list_image_files": "listing",
