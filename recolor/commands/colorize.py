@@ -29,8 +29,11 @@ def colorize(
     hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,#RRGGBB", help="A colour you know at pixel X,Y of the upright photo (origin top-left), e.g. 120,80,#c0392b; repeatable. Only its hue and chroma are used.")] = None,
     hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
+    crf: Annotated[int, typer.Option("--crf", min=0, max=63, help="Videos: the encoder's constant rate factor, lower is better and bigger (default 18).")] = 18,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Videos: the video encoder (default libx264; libvpx-vp9 for WebM, gif for GIF).")] = None,
+    steady: Annotated[bool, typer.Option("--steady/--per-frame", help="Videos: colour steadied along the motion (default), or each frame on its own.")] = True,
 ) -> None:
-    """Colorize photos at their full resolution with the photo's own lightness.
+    """Colorize photos at their full resolution with the photo's own lightness, and videos (with their sound) steadily.
 
     Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
     NAME.hints.json beside it is used instead."""
@@ -38,14 +41,23 @@ def colorize(
     from ..inference import Colorizer
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
+    from ..video.formats import is_video_job
 
     given = command_line_hints(hint, hints_file, reference)
     try:
         plan = plan_colorize(inputs, output, fmt, overwrite=overwrite, in_place=in_place, hints=given)
     except UsageError as exc:
         fail(str(exc))
+    videos = [job for job in plan.jobs if is_video_job(job.source, job.target)]  # recolor/video: streamed, with their sound
+    if videos:
+        from ..video.colorize import VideoSettings, colorize_videos, count_frames, left_partial
+        from ..video.container import check_codec
+
+        loaded(lambda: codec and check_codec(codec))
+        if given is not None:
+            err().print(f"note: hints are not applied to videos yet ({len(videos)} video(s) colorized without them)", highlight=False)
     colorizer = loaded(lambda: Colorizer.load(model, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma))
-    hinted = [job for job in plan.jobs if job.hints is not None]
+    hinted = [job for job in plan.jobs if job.hints is not None and job not in videos]
     if hinted and not colorizer.takes_hints:
         if given is not None:
             fail(f"model '{colorizer.name}' takes no hints (--hint, --hints, --reference): the default, {DEFAULT_MODEL}, does")
@@ -59,13 +71,21 @@ def colorize(
     report = RunReport(as_json)
     for record in plan.records:
         report.emit(record)
+    for job in videos:
+        if left_partial(job.target):
+            err().print(f"note: {shown(job.target)}: an earlier run was interrupted; starting this video over", highlight=False)
     plan.clean_output_folders()
     started = time.perf_counter()
-    with progress_bar("colorize", len(plan.jobs), quiet) as advance:
+    photos = [job for job in plan.jobs if job not in videos]
+    with progress_bar("colorize", len(photos), quiet) as advance:
         # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
-        for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
+        for outcome in colorize_files(colorizer, photos, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
             report.emit(outcome_record(outcome))
             advance()
+    if videos:
+        with progress_bar("frames", count_frames(videos), quiet) as advance:
+            for outcome in colorize_videos(colorizer, videos, VideoSettings(codec, crf, steady, batch_size), advance):
+                report.emit(outcome_record(outcome))
     tell_not_images(plan.not_images)
     counts = report.counts()
     with_hints = f" ({len(hinted)} with hints)" if hinted else ""
