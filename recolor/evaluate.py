@@ -71,6 +71,8 @@ class EvalPlan:
 def resolve_options(settings: EvalSettings, contenders: list[Contender]) -> list[str]:
     options = parse_metric_options(settings.metrics)
     named = named_options(settings.metrics)
+    if options is not None:  # "all" on photos: flicker and CDC need clips (recolor/video/scoring.py)
+        options = [option for option in options if option not in ("flicker", "cdc")]
     if options is None:
         options = list(PIXEL_OPTIONS)
         if any(c.sampler for c in contenders):
@@ -181,6 +183,10 @@ def score_photos(plan: EvalPlan, settings: EvalSettings, accumulators: list[Accu
 def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None = None,
              log: Callable[[str], None] | None = None) -> EvalResult:
     """Score every model and predictions folder (and the baselines) on the photos of ``settings.data``."""
+    from .video.scoring import evaluate_videos, wants_videos
+
+    if wants_videos(settings):  # a folder of colour clips: flicker and CDC beside per-frame ab-L1/PSNR
+        return evaluate_videos(settings, progress, log)
     started = time.perf_counter()
     plan = plan_evaluation(settings)
     truth = GroundTruth()

@@ -45,6 +45,10 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in [
                "paper 003 eq. 11: squared L2 distance between the weights of two copies of the classifier fine-tuned identically on the real and on these images"),
     MetricInfo("is", "IS", "higher", "is", "paper 000: Inception Score exp(E KL(p(y|x) || p(y))) of the backbone's class probabilities", 3),
     MetricInfo("fid", "FID", "lower", "fid", "Frechet distance between the backbone features of these images and of the real photos", 3),
+    # videos only (recolor/video/scoring.py): a folder of clips as --data
+    MetricInfo("flicker", "flicker", "lower", "flicker",
+               "warping error of Lai et al. (2018) on ab/110: mean |ab_t - ab_t+1 warped by the grey input's flow| over followed pixels"),
+    MetricInfo("cdc", "CDC", "lower", "cdc", "colour distribution consistency (NTIRE 2023): JS divergence of RGB histograms, frames t to t+1, 2, 4", 5),
 ]}
 
 # the --metric options in table order (ab-l1, weighted, psnr, ..., fid)

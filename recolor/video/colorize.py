@@ -77,6 +77,7 @@ def colorize_video(colorizer: Colorizer, job: ColorizeJob, settings: VideoSettin
         return ColorizeOutcome(job, error=str(exc))
     try:
         frames, was_colour = _transcode(colorizer, source, job.target, settings, progress)
+        return ColorizeOutcome(job, width=source.width, height=source.height, was_colour=was_colour, note=_note(source, frames))
     except VideoError as exc:
         return ColorizeOutcome(job, error=str(exc))
     except NonFiniteOutputError as exc:
@@ -87,7 +88,6 @@ def colorize_video(colorizer: Colorizer, job: ColorizeJob, settings: VideoSettin
         return ColorizeOutcome(job, error=f"{job.source}: colorization failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
     finally:
         source.close()
-    return ColorizeOutcome(job, width=source.width, height=source.height, was_colour=was_colour, note=_note(source, frames))
 
 
 def _note(source: VideoSource, frames: int) -> str | None:
