@@ -108,6 +108,9 @@ def test_a_video_keeps_its_frames_size_timing_and_audio_packets(tmp_path, photos
     out_times, out_frames, stream = video_frames(out)
     assert out_times == times  # frame count, variable rate and duration as they went in
     assert out_frames[0].shape == (SIZE[1], SIZE[0], 3)
+    in_frames = video_frames(clip)[1]
+    for before, after in zip(in_frames, out_frames):  # colour added, each frame's own lightness kept (BT.709 tagged and read back)
+        assert np.abs(grey_of(before).astype(int) - grey_of(after)).mean() < 2.5
     assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
     packets = audio_packets(out)
     assert packets and packets == audio_packets(clip)  # copied, not re-encoded

@@ -156,6 +156,11 @@ class VideoWriter:
             self.stream = self.output.add_stream(encoder.name, rate=source.rate, options=_encoder_options(encoder.name, crf))
             self.stream.width, self.stream.height = source.width, source.height
             self.stream.pix_fmt = _pixel_format(encoder, source.width, source.height)
+            self.yuv = self.stream.pix_fmt.startswith("yuv")
+            if self.yuv:  # BT.709, tagged: an untagged HD film is read as BT.601 by some players and as BT.709 by others
+                context = self.stream.codec_context
+                context.colorspace = context.color_primaries = context.color_trc = 1  # AVCOL_*_BT709
+                context.color_range = 1  # limited ("TV") range, what players expect of H.264 and VP9
             time_base = source.video.time_base or fractions.Fraction(1, 90000)
             if kind.container != "gif":  # GIF counts in hundredths of a second whatever it is told
                 self.stream.time_base = time_base
@@ -185,7 +190,8 @@ class VideoWriter:
 
     def _frame(self, rgb: np.ndarray) -> av.VideoFrame:
         if self.stream.pix_fmt != "pal8":
-            return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            return frame.reformat(format=self.stream.pix_fmt, dst_colorspace="ITU709") if self.yuv else frame
         from PIL import Image
 
         # a palette per frame, chosen from the frame's own colours (FFmpeg's fixed 3-3-2 palette bands)
