@@ -10,6 +10,7 @@ process's CPU time are both printed: on a shared core the CPU time is the fairer
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import peak_rss_mb, run_child  # noqa: E402
 from recolor.inference import Colorizer  # noqa: E402
 from recolor.planning import ColorizeJob  # noqa: E402
 from recolor.video.colorize import VideoSettings, colorize_video  # noqa: E402
@@ -33,13 +36,36 @@ def timed(work) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def memory_child(frames: int, size: tuple[int, int]) -> None:
+    """Colorize a clip of ``frames`` frames in this (fresh) process; print its peak RSS as JSON."""
+    from skimage import data
+
+    colorizer = Colorizer.load(device="cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        clip = Path(folder) / "clip.mp4"
+        write_clip(clip, (f for f in camera_frames([data.astronaut()], "zoom", frames, size)), fps=25)  # frames made lazily
+        before = peak_rss_mb()
+        outcome = colorize_video(colorizer, ColorizeJob(clip, Path(folder) / "out.mp4"), VideoSettings(), None)
+        assert outcome.ok, outcome.error
+    print(json.dumps({"frames": frames, "peak_rss_mb": round(peak_rss_mb(), 1), "before_mb": round(before, 1)}))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        memory_child(int(sys.argv[2]), (int(sys.argv[3]), int(sys.argv[4])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="effnet-unet")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--memory", type=int, nargs="*", metavar="FRAMES",
+                        help="instead: peak RSS of a fresh process colorizing 1280x720 clips of these lengths (e.g. 50 400)")
     args = parser.parse_args()
+    if args.memory:
+        for frames in args.memory:
+            print(run_child(Path(__file__), [str(frames), "1280", "720"], timeout=7200))
+        return
     from skimage import data
 
     colorizer = Colorizer.load(args.model, device=args.device)

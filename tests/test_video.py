@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from recolor.cli import app
@@ -117,18 +118,22 @@ def test_a_video_keeps_its_frames_size_timing_and_audio_packets(tmp_path, photos
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["film.mp4"]  # no temporary file left
 
 
-def test_an_odd_sized_gif_and_a_webm_stay_what_they_were(tmp_path, photos, model_path):
+def test_a_folder_of_photos_an_odd_sized_gif_and_a_webm_stay_what_they_were(tmp_path, photos, model_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
     frames = frames_of(photos, "pan", 4, size=(33, 25))
-    write_clip(tmp_path / "anim.gif", frames, codec="gif", audio=False)
-    write_clip(tmp_path / "odd.mkv", frames)
-    write_clip(tmp_path / "web.webm", frames_of(photos, "zoom", 4), codec="libvpx-vp9", audio=False)
-    result = colorize_cli(tmp_path / "anim.gif", tmp_path / "odd.mkv", tmp_path / "web.webm", "-o", tmp_path / "out", "--model", model_path, "-q")
+    write_clip(folder / "anim.gif", frames, codec="gif", audio=False)
+    write_clip(folder / "odd.mkv", frames)
+    write_clip(folder / "web.webm", frames_of(photos, "zoom", 4), codec="libvpx-vp9", audio=False)
+    Image.fromarray(frames[0]).save(folder / "photo.png")
+    result = colorize_cli(folder, "-o", tmp_path / "out", "--model", model_path, "-q")
     assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim.gif", "odd.mkv", "photo.png", "web.webm"]
     for name, codec, size, count in (("anim.gif", "gif", (33, 25), 4), ("odd.mkv", "h264", (33, 25), 4), ("web.webm", "vp9", SIZE, 4)):
         times, decoded, stream = video_frames(tmp_path / "out" / name)
         assert stream.codec_context.name == codec and len(decoded) == count
         assert decoded[0].shape[1::-1] == size
-    assert audio_packets(tmp_path / "out" / "odd.mkv") == audio_packets(tmp_path / "odd.mkv")
+    assert audio_packets(tmp_path / "out" / "odd.mkv") == audio_packets(folder / "odd.mkv")
 
 
 def test_steady_colour_flickers_less_than_per_frame_and_a_cut_starts_afresh(photos, shipped):

@@ -5,6 +5,7 @@ or a cut from one photo to another."""
 from __future__ import annotations
 
 import fractions
+import itertools
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -47,9 +48,12 @@ def camera_frames(photos: Sequence[np.ndarray], motion: str, frames: int, size: 
 
 def write_clip(path: str | Path, frames: Iterable[np.ndarray], fps: int = 10, audio: bool = True, codec: str = "libx264",
                crf: int = 10) -> None:
-    """A clip file from RGB frames, with a mono AAC tone as long as the frames when ``audio``."""
-    frames = list(frames)
-    height, width = frames[0].shape[:2]
+    """A clip file from RGB frames (consumed one at a time), with a mono AAC tone as long as the frames when ``audio``."""
+    frames = iter(frames)
+    first = next(frames)
+    frames = itertools.chain([first], frames)
+    height, width = first.shape[:2]
+    count = 0
     with av.open(str(path), "w") as output:
         video = output.add_stream(codec, rate=fps, options={"crf": str(crf)} if codec == "libx264" else {})
         video.width, video.height = width, height
@@ -59,12 +63,13 @@ def write_clip(path: str | Path, frames: Iterable[np.ndarray], fps: int = 10, au
             sound = output.add_stream("aac", rate=8000)
             sound.layout = "mono"
         for index, rgb in enumerate(frames):
+            count += 1
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts, frame.time_base = index, fractions.Fraction(1, fps)
             output.mux(video.encode(frame.reformat(format="rgb8") if codec == "gif" else frame))
         output.mux(video.encode(None))
         if sound is not None:
-            samples = (0.2 * np.sin(np.arange(8000 * len(frames) // fps) * 2 * np.pi * 440 / 8000)).astype(np.float32)
+            samples = (0.2 * np.sin(np.arange(8000 * count // fps) * 2 * np.pi * 440 / 8000)).astype(np.float32)
             for start in range(0, len(samples), 1024):
                 chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024].copy(), format="flt", layout="mono")
                 chunk.sample_rate, chunk.pts = 8000, start
