@@ -166,6 +166,7 @@ class VideoWriter:
                 self.stream.time_base = time_base
                 self.stream.codec_context.time_base = time_base
             self.time_base = time_base
+            self.frame_ticks = max(1, round(1 / (time_base * source.rate)))  # one frame period, for frames without a timestamp
             self.copies = {s.index: self.output.add_stream_from_template(s) for s in source.copied}
         except BaseException:
             self.output.close()
@@ -181,7 +182,7 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         frame = self._frame(rgb)
         if pts is None:  # a raw stream without timestamps: one frame period each
-            pts = 0 if self.last_pts is None else self.last_pts + max(1, int(1 / (self.time_base * self.stream.codec_context.framerate or 25)))
+            pts = 0 if self.last_pts is None else self.last_pts + self.frame_ticks
         if self.last_pts is not None and pts <= self.last_pts:
             pts = self.last_pts + 1  # encoders refuse repeated timestamps; keep the frame, shift it a tick
         frame.pts, frame.time_base, self.last_pts = pts, self.time_base, pts
