@@ -71,8 +71,6 @@ class EvalPlan:
 def resolve_options(settings: EvalSettings, contenders: list[Contender]) -> list[str]:
     options = parse_metric_options(settings.metrics)
     named = named_options(settings.metrics)
-    if options is not None:  # "all" on photos: flicker and CDC need clips (recolor/video/scoring.py)
-        options = [option for option in options if option not in ("flicker", "cdc")]
     if options is None:
         options = list(PIXEL_OPTIONS)
         if any(c.sampler for c in contenders):

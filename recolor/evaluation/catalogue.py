@@ -51,8 +51,10 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in [
     MetricInfo("cdc", "CDC", "lower", "cdc", "colour distribution consistency (NTIRE 2023): JS divergence of RGB histograms, frames t to t+1, 2, 4", 5),
 ]}
 
+# the options only a folder of clips has (recolor/video/scoring.py); "all" means the photos' options
+VIDEO_ONLY_OPTIONS = ["flicker", "cdc"]
 # the --metric options in table order (ab-l1, weighted, psnr, ..., fid)
-METRIC_OPTIONS = list(dict.fromkeys(info.option for info in METRICS.values()))
+METRIC_OPTIONS = [option for option in dict.fromkeys(info.option for info in METRICS.values()) if option not in VIDEO_ONLY_OPTIONS]
 PIXEL_OPTIONS = ["ab-l1", "weighted", "psnr", "ssim", "colourfulness"]
 CLASSIFIER_OPTIONS = {"accuracy", "cim", "omega"}
 BACKBONE_OPTIONS = {"is", "fid"}
@@ -76,10 +78,10 @@ def parse_metric_options(names: list[str] | None) -> list[str] | None:
                 chosen.update(METRIC_OPTIONS)
                 continue
             name = _ALIASES.get(name, name)
-            if name not in METRIC_OPTIONS:
-                raise EvaluationError(f"unknown metric '{part.strip()}' (choose from: {', '.join(METRIC_OPTIONS)}, all)")
+            if name not in METRIC_OPTIONS + VIDEO_ONLY_OPTIONS:
+                raise EvaluationError(f"unknown metric '{part.strip()}' (choose from: {', '.join(METRIC_OPTIONS + VIDEO_ONLY_OPTIONS)}, all)")
             chosen.add(name)
-    return [option for option in METRIC_OPTIONS if option in chosen]
+    return [option for option in METRIC_OPTIONS + VIDEO_ONLY_OPTIONS if option in chosen]
 
 
 def named_options(metrics: list[str] | None) -> set[str]:

@@ -20,7 +20,7 @@ import torch
 
 from .. import DEFAULT_MODEL
 from ..color import grey_rgb
-from ..evaluation.catalogue import METRICS, named_options, parse_metric_options
+from ..evaluation.catalogue import METRICS, VIDEO_ONLY_OPTIONS, named_options, parse_metric_options
 from ..evaluation.contenders import load_contenders
 from ..evaluation.result import EvalResult, Row
 from ..evaluation.settings import EvalSettings, EvaluationError
@@ -31,8 +31,7 @@ from .frames import FrameColorizer
 from .metrics import CdcMeter, FlickerMeter, MotionTrack, ab_of, grey_of
 from .stabilise import TemporalStabiliser
 
-VIDEO_OPTIONS = ["ab-l1", "psnr", "flicker", "cdc"]
-VIDEO_ONLY_OPTIONS = {"flicker", "cdc"}
+VIDEO_OPTIONS = ["ab-l1", "psnr", *VIDEO_ONLY_OPTIONS]
 _KEYS = {"ab-l1": "ab_l1", "psnr": "psnr", "flicker": "flicker", "cdc": "cdc"}
 _BATCH = 8
 
@@ -44,7 +43,7 @@ def find_clips(folder: Path) -> list[Path]:
 
 def wants_videos(settings: EvalSettings) -> bool:
     """Whether ``recolor evaluate`` scores clips: flicker or CDC asked for by name, or videos in ``--data``."""
-    if named_options(settings.metrics) & VIDEO_ONLY_OPTIONS:
+    if named_options(settings.metrics) & set(VIDEO_ONLY_OPTIONS):
         return True
     data = Path(settings.data)
     return data.is_dir() and any(path.suffix.lower() in VIDEO_EXTENSIONS for path in list_image_files(data, all_files=True))
@@ -126,7 +125,9 @@ def evaluate_videos(settings: EvalSettings, progress: Callable[[int, int], None]
     if settings.predictions:
         raise EvaluationError("--predictions scores photos; for clips pass --model (each is scored steadied and per frame)")
     options = parse_metric_options(settings.metrics)
-    options = VIDEO_OPTIONS if options is None else [option for option in options if option in VIDEO_OPTIONS]
+    if options is None or "all" in named_options(settings.metrics):
+        options = VIDEO_OPTIONS
+    options = [option for option in options if option in VIDEO_OPTIONS]
     if not options:
         raise EvaluationError(f"on clips the metrics are {', '.join(VIDEO_OPTIONS)}")
     settings.models = settings.models or [DEFAULT_MODEL]
