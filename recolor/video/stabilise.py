@@ -31,7 +31,7 @@ class StabiliserSettings:
     lightness_tolerance: float = 12.0  # grey levels (0..255) by which a followed pixel may differ from its origin
     cut_histogram: float = 0.4  # total-variation distance of the 32-bin lightness histograms that is a cut
     cut_followed: float = 0.25  # a cut when less than this fraction of the frame can be followed back
-    flow_preset: str = "fast"  # DIS "fast": 8 ms a 256 px frame on one core, "medium" 19 ms, for the same steadiness (benchmarks/README.md)
+    flow_preset: str = "fast"  # DIS "fast": the step takes 8 ms a 256 px frame on one core, "medium" 19 ms, as steady (benchmarks/README.md)
 
 
 @dataclass
