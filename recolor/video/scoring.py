@@ -4,7 +4,8 @@ per-frame ab-L1 and PSNR.
 Each clip's frames (at their own size, or with the shorter side at ``--size``) are turned grey
 and colorized by every ``--model`` twice: steadied, as ``recolor colorize`` does, and per frame
 (each frame alone, DeOldify's way), in rows side by side. The baselines are the truth itself
-(``real``: its own flicker and CDC, the floor a natural clip has) and the grey clip. Figures are
+(``real``: its own flicker and CDC, what the flow's errors, colour grain and real changes of
+colour contribute) and the grey clip. Figures are
 means over the clips (each clip counts once, whatever its length); frames stream through in
 batches, so a clip's length costs no memory.
 """
