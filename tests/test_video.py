@@ -243,7 +243,7 @@ def test_an_interrupted_video_leaves_nothing_and_the_rerun_starts_over(tmp_path,
             colorize_video(colorizer, ColorizeJob(clip, target), VideoSettings(batch_size=2))
     assert list(target.parent.iterdir()) == []  # nothing at the target's name, no temporary file
     # a SIGKILLed run's temporary file (its process gone) is removed, and the rerun says it starts over
-    stale = target.parent / ".film.mp4.recolor-999999999-abcd.tmp"
+    stale = target.parent / ".film.mp4.recolor-999999999-abcd1234.tmp"
     stale.write_bytes(b"partial")
     result = colorize_cli(clip, "-o", tmp_path / "out", "--model", model_path, "-q")
     assert result.exit_code == 0, result.output
