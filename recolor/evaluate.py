@@ -183,6 +183,10 @@ def score_photos(plan: EvalPlan, settings: EvalSettings, accumulators: list[Accu
 def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None = None,
              log: Callable[[str], None] | None = None) -> EvalResult:
     """Score every model and predictions folder (and the baselines) on the photos of ``settings.data``."""
+    from .video.scoring import evaluate_videos, wants_videos
+
+    if wants_videos(settings):  # a folder of colour clips: flicker and CDC beside per-frame ab-L1/PSNR
+        return evaluate_videos(settings, progress, log)
     started = time.perf_counter()
     plan = plan_evaluation(settings)
     truth = GroundTruth()

@@ -72,6 +72,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
     """
     from .hintsfile import SIDECAR_SUFFIX as HINTS_SIDECAR_SUFFIX
     from .imageio.listing import IMAGE_EXTENSIONS, list_image_files
+    from .video.formats import VIDEO_EXTENSIONS
 
     found = InputFiles()
     for item in inputs:
@@ -81,7 +82,7 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> InputFiles:
             for file in list_image_files(path, all_files=True, unreadable=found.unreadable):
                 if inside and out_dir in real(file).parents:
                     continue
-                if file.suffix.lower() in IMAGE_EXTENSIONS:
+                if file.suffix.lower() in IMAGE_EXTENSIONS or file.suffix.lower() in VIDEO_EXTENSIONS:
                     found.add(file, file.relative_to(path))
                 elif not file.name.endswith(HINTS_SIDECAR_SUFFIX):  # a photo's hints are not a stray file
                     found.not_images += 1
@@ -174,10 +175,18 @@ def plan_output(source: Path, relative: Path, out_dir: Path, suffix: str | None,
     The output keeps the input's format unless ``--format`` names one. An input that Pillow
     reads but cannot write in its own format (PSD, PCX, PGM scans...) is written as PNG; an
     input that is not an image at all is reported as such (not as an unwritable extension).
+    A video keeps its container (:func:`recolor.video.formats.video_target`) and is refused in place.
     """
     from .imageio.decoding import ImageReadError, probe_image
     from .imageio.encoders import output_format
+    from .video.formats import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, video_target
 
+    if source.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ValueError(f"{source}: nothing to colorize (an audio file)")
+    if source.suffix.lower() in VIDEO_EXTENSIONS:  # a film keeps its container (--format is for photos)
+        if in_place:
+            raise ValueError(f"{source}: a video is never replaced in place (colorize it with -o into another folder)")
+        return video_target(out_dir / relative)
     # in place, a link is written through: its target gets the colours, the link stays a link
     target = (real(source) if source.is_symlink() else source) if in_place else out_dir / relative
     if suffix and not in_place:

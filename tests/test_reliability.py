@@ -580,7 +580,11 @@ def test_a_multi_frame_gif_is_noted_and_a_transparent_gif_keeps_its_transparency
     out = tmp_path / "out"
     result = cli("colorize", folder, "-o", out, "--model", tiny_pix2pix_checkpoint, "-q")
     clean_exit(result, 0)
-    assert "anim.gif: 3 frames, only the first is colorized" in result.output
+    with Image.open(out / "anim.gif") as animated:  # an animated GIF is a film: every frame, still a GIF (issue 26)
+        assert animated.n_frames == 3
+    result = cli("colorize", folder / "anim.gif", "-o", out, "--format", "png", "--model", tiny_pix2pix_checkpoint, "-q")
+    clean_exit(result, 0)
+    assert "anim.gif: 3 frames, only the first is colorized" in result.output  # as a photo, only its first frame
     alpha = np.asarray(Image.open(out / "clear.gif").convert("RGBA"))[..., 3]
     assert alpha[:8].max() == 0 and alpha[8:].min() == 255
 

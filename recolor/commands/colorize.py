@@ -31,8 +31,11 @@ def colorize(
     hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE.json", help='Hints file: {"points": [{"x": 120, "y": 80, "color": "#c0392b"}], "reference": "ref.jpg"}.')] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="A colour photo whose colours to aim at.")] = None,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime on the CPU where the model has an export, else torch), onnx, torch; see README.")] = "auto",
+    crf: Annotated[int, typer.Option("--crf", min=0, max=63, help="Videos: the encoder's constant rate factor, lower is better and bigger (default 18).")] = 18,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Videos: the video encoder (default libx264; libvpx-vp9 for WebM, gif for GIF).")] = None,
+    steady: Annotated[bool, typer.Option("--steady/--per-frame", help="Videos: colour steadied along the motion (default), or each frame on its own.")] = True,
 ) -> None:
-    """Colorize photos at their full resolution with the photo's own lightness.
+    """Colorize photos at their full resolution with the photo's own lightness, and videos (with their sound) steadily.
 
     Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
     NAME.hints.json beside it is used instead."""
@@ -41,6 +44,7 @@ def colorize(
     from ..pipeline import colorize_files
     from ..planning import UsageError, plan_colorize
     from ..threads import use_threads
+    from ..video.formats import is_video_job
 
     given = command_line_hints(hint, hints_file, reference)
     try:
@@ -48,8 +52,18 @@ def colorize(
     except UsageError as exc:
         fail(str(exc))
     use_threads(threads)
-    colorizer = loaded(lambda: load_colorizer(model, engine=engine, device=device, size=size, precision=precision, compile=compile_model, chroma=chroma), model, quiet)
-    hinted = [job for job in plan.jobs if job.hints is not None]
+    videos = [job for job in plan.jobs if is_video_job(job.source, job.target)]  # recolor/video: streamed, with their sound
+    if videos:
+        from ..video.colorize import VideoSettings, colorize_videos, count_frames, left_partial
+        from ..video.container import check_codec
+
+        loaded(lambda: codec and check_codec(codec))
+        if given is not None:
+            err().print(f"note: hints are not applied to videos yet ({len(videos)} video(s) colorized without them)", highlight=False)
+    # videos go through the torch engine: their steadying works on the network's own tensors
+    colorizer = loaded(lambda: load_colorizer(model, engine="torch" if videos else engine, device=device, size=size, precision=precision,
+                                              compile=compile_model, chroma=chroma), model, quiet)
+    hinted = [job for job in plan.jobs if job.hints is not None and job not in videos]
     if hinted and not colorizer.takes_hints:
         if given is not None:
             fail(f"model '{colorizer.name}' takes no hints (--hint, --hints, --reference): the default, {DEFAULT_MODEL}, does")
@@ -63,16 +77,26 @@ def colorize(
     report = RunReport(as_json)
     for record in plan.records:
         report.emit(record)
+    for job in videos:
+        if left_partial(job.target):
+            err().print(f"note: {shown(job.target)}: an earlier run was interrupted; starting this video over", highlight=False)
     plan.clean_output_folders()
     started = time.perf_counter()
+    photos = [job for job in plan.jobs if job not in videos]
+    provenance = {"model": colorizer.label, "weights_sha256": colorizer.weights_sha256}
     done = 0
     try:
-        with progress_bar("colorize", len(plan.jobs), quiet) as advance:
+        with progress_bar("colorize", len(photos), quiet) as advance:
             # decoding and saving run in threads beside the batched model (recolor/pipeline.py)
-            for outcome in colorize_files(colorizer, plan.jobs, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
-                report.emit(outcome_record(outcome) | {"model": colorizer.label, "weights_sha256": colorizer.weights_sha256})
+            for outcome in colorize_files(colorizer, photos, batch_size=batch_size, workers=workers, max_image_pixels=max_pixels):
+                report.emit(outcome_record(outcome) | provenance)
                 done += outcome.ok
                 advance()
+        if videos:
+            with progress_bar("frames", count_frames(videos), quiet) as advance:
+                for outcome in colorize_videos(colorizer, videos, VideoSettings(codec, crf, steady, batch_size), advance):
+                    report.emit(outcome_record(outcome) | provenance)
+                    done += outcome.ok
     except KeyboardInterrupt:
         stopped(done, len(plan.jobs), rerun_hint(overwrite, in_place))
     tell_not_images(plan.not_images)

@@ -15,7 +15,7 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Folder of colour photos: the ground truth (class sub-folders give labels).")] = None,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name or checkpoint to score (repeatable; default: every model with shipped weights).")] = None,
     predictions: Annotated[Optional[list[str]], typer.Option(help="Folder of colorized images matched to --data by relative path, or NAME=DIR (repeatable).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable). Default: the pixel metrics, plus those whose network you pass.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="ab-l1, weighted, psnr, ssim, colourfulness, diversity, accuracy, cim, omega, is, fid or all (repeatable); for a folder of clips: ab-l1, psnr, flicker, cdc. Default: the pixel metrics, plus those whose network you pass.")] = None,
     classifier: Annotated[Optional[str], typer.Option(help="For accuracy/CIM/Omega: efficientnet-lite0/1/2 (installed, offline), resnet56-cifar10:PATH, resnet18 (downloads), resnet18:PATH ... Default efficientnet-lite2.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="For IS/FID: any classifier spec (default efficientnet-lite2, offline: not comparable with published IS/FID), inception_v3 (downloads) or inception_v3:PATH.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Evaluation resolution: photos are resized and centre-cropped to SIZE x SIZE (default: min(256, smallest photo)).")] = None,

@@ -45,10 +45,16 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in [
                "paper 003 eq. 11: squared L2 distance between the weights of two copies of the classifier fine-tuned identically on the real and on these images"),
     MetricInfo("is", "IS", "higher", "is", "paper 000: Inception Score exp(E KL(p(y|x) || p(y))) of the backbone's class probabilities", 3),
     MetricInfo("fid", "FID", "lower", "fid", "Frechet distance between the backbone features of these images and of the real photos", 3),
+    # videos only (recolor/video/scoring.py): a folder of clips as --data
+    MetricInfo("flicker", "flicker", "lower", "flicker",
+               "warping error of Lai et al. (2018) on ab/110: mean |ab_t - ab_t+1 warped by the grey input's flow| over followed pixels"),
+    MetricInfo("cdc", "CDC", "lower", "cdc", "colour distribution consistency (NTIRE 2023): JS divergence of RGB histograms, frames t to t+1, 2, 4", 5),
 ]}
 
+# the options only a folder of clips has (recolor/video/scoring.py); "all" means the photos' options
+VIDEO_ONLY_OPTIONS = ["flicker", "cdc"]
 # the --metric options in table order (ab-l1, weighted, psnr, ..., fid)
-METRIC_OPTIONS = list(dict.fromkeys(info.option for info in METRICS.values()))
+METRIC_OPTIONS = [option for option in dict.fromkeys(info.option for info in METRICS.values()) if option not in VIDEO_ONLY_OPTIONS]
 PIXEL_OPTIONS = ["ab-l1", "weighted", "psnr", "ssim", "colourfulness"]
 CLASSIFIER_OPTIONS = {"accuracy", "cim", "omega"}
 BACKBONE_OPTIONS = {"is", "fid"}
@@ -72,10 +78,10 @@ def parse_metric_options(names: list[str] | None) -> list[str] | None:
                 chosen.update(METRIC_OPTIONS)
                 continue
             name = _ALIASES.get(name, name)
-            if name not in METRIC_OPTIONS:
-                raise EvaluationError(f"unknown metric '{part.strip()}' (choose from: {', '.join(METRIC_OPTIONS)}, all)")
+            if name not in METRIC_OPTIONS + VIDEO_ONLY_OPTIONS:
+                raise EvaluationError(f"unknown metric '{part.strip()}' (choose from: {', '.join(METRIC_OPTIONS + VIDEO_ONLY_OPTIONS)}, all)")
             chosen.add(name)
-    return [option for option in METRIC_OPTIONS if option in chosen]
+    return [option for option in METRIC_OPTIONS + VIDEO_ONLY_OPTIONS if option in chosen]
 
 
 def named_options(metrics: list[str] | None) -> set[str]:

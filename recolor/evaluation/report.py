@@ -156,7 +156,8 @@ def print_table(result: EvalResult, console) -> None:
     info = result.info
     cells = table_rows(result)
     for number, group in enumerate(_column_groups(result, cells, console.width)):
-        title = f"recolor evaluate: {info['photos']} photos of {escape(str(info['data']))} at {info['size']} px"
+        size = f"{info['size']} px" if isinstance(info["size"], int) else "full size"
+        title = f"recolor evaluate: {info['photos']} {info.get('unit', 'photos')} of {escape(str(info['data']))} at {size}"
         table = Table(title=title if number == 0 else None, title_justify="left")
         table.add_column("metric", no_wrap=True)
         table.add_column("better", no_wrap=True)
