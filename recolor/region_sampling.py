@@ -17,10 +17,12 @@ this module draws *regions* instead, in four steps:
    the others are dealt at random), ``random`` draws each independently by mass.
 4. **Colour.** The drawn colour becomes a point hint at the centre of each of the region's
    superpixels (a list of ``(x, y, "#rrggbb")``, the hints that produced the sample). A
-   hint-taking network (the shipped default) is run again with those points, so it spreads the
-   colour to the object's edges itself; a network without hints has the drawn mode written into
-   the region's logits instead (each bin's logit raised by its closeness to the mode), decoded as
-   the model decodes (colour boost, annealed mean).
+   hint-taking network (the default) is run again with those points, so it spreads the colour
+   to the object's edges itself; then (``condition``, on by default, and always for a network
+   without hints) the drawn mode is also written into the region's logits (each bin's logit
+   raised by its closeness to the mode), so the sample has it even where a partly trained
+   network follows hints loosely; decoded as the model decodes (colour boost, annealed mean).
+   With ``condition=False`` a hint network's sample is exactly ``colorize(photo, hints=...)``.
 
 Pure functions on one photo plus :class:`RegionSampler`, the sampler behind
 :func:`recolor.diverse.load_sampler` for such networks.
