@@ -1,7 +1,10 @@
 """Diverse colorization: k different, each plausible, colorizations of one photo (paper 004).
 
-Three samplers, all behind :func:`load_sampler`:
+Four samplers, all behind :func:`load_sampler`:
 
+* ``effnet-unet`` (the default, and any network with a classification head): samples that differ
+  object by object, drawn region by region from the network's own per-pixel distribution over
+  the ab bins (:mod:`recolor.region_sampling`); each sample comes with the point hints that made it.
 * ``divcolor`` / ``divcolor-skip`` (paper 004 sections 3-4, 6.2): the MDN's mixture P(z | G)
   decoded by the colour-field VAE's decoder. ``topk`` decodes the k means with the largest mixture
   weights, in that order (the paper's procedure, k <= 8); ``random`` draws components by weight and
@@ -36,28 +39,51 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .checkpoint import CheckpointError
 from .color import output_to_ab
+from .hints import HintPoint, colour_hex
 from .imageio.api_input import PhotoLike, as_pil_image
 from .imageio.photo import DecodedPhoto, photo_from_pil
 from .options import OptionError
 from .inference import ColorizeResult, Colorizer, check_finite, join_to_host
 from .planning import output_paths  # noqa: F401  (the outputs' names are planned there; re-exported)
+from .kmeans import kmeans
 from .registry import get_model_spec
+
+from . import DEFAULT_MODEL
 
 METHODS = ("topk", "random")
 DEFAULT_DRAWS = 256  # section 5: "We cluster 256 colorizations into 5 cluster centers"
-SAMPLER_NAMES = ("divcolor", "divcolor-skip", "cvae", "pix2pix-dropout")
+SAMPLER_NAMES = (DEFAULT_MODEL, "divcolor", "divcolor-skip", "cvae", "pix2pix-dropout")
 
 
 @dataclass
 class DiverseSamples:
-    """k normalised ab fields per photo (B, k, 2, h, w) and a short label for each one."""
+    """k normalised ab fields per photo (B, k, 2, h, w), a short label for each one and, for
+    samplers that colour by hints, each sample's points (x, y as fractions of the width, height)."""
 
     ab: torch.Tensor
     labels: list[list[str]]
+    hints: list[list[list[HintPoint]]] | None = None
+
+
+@dataclass
+class DiverseSample:
+    """One colorization with the hints that produced it: ``Colorizer.colorize(photo, hints=hints)``
+    gives it again (the hint-taking default), and a person can keep it and add points."""
+
+    image: Image.Image
+    label: str
+    hints: list[tuple[float, float, str]]
+
+
+def point_in_photo(point: HintPoint, size: tuple[int, int]) -> tuple[float, float, str]:
+    """A sampler's point (x, y as fractions of the width, height) as ``(x, y, "#rrggbb")`` in the
+    pixels of a photo of ``size`` (width, height)."""
+    return point.x * size[0], point.y * size[1], colour_hex(point.rgb)
 
 
 @dataclass
@@ -68,6 +94,7 @@ class DiverseResult:
     labels: list[str]
     alpha: np.ndarray | None
     was_colour: bool
+    hints: list[list[tuple[float, float, str]]] | None = None  # per sample: (x, y, "#rrggbb") in the photo's pixels
 
 
 class DiverseSampler:
@@ -121,7 +148,9 @@ class DiverseSampler:
         results = []
         for index, image in enumerate(images):
             pictures = [self._join(image, field) for field in samples.ab[index]]
-            results.append(DiverseResult(pictures, samples.labels[index], image.alpha, image.was_colour))
+            hints = None if samples.hints is None else [[point_in_photo(point, image.size) for point in points]
+                                                        for points in samples.hints[index]]
+            results.append(DiverseResult(pictures, samples.labels[index], image.alpha, image.was_colour, hints))
         return results
 
     def _join(self, image: DecodedPhoto, field: torch.Tensor) -> np.ndarray:
@@ -132,15 +161,23 @@ class DiverseSampler:
         return out.numpy()
 
 
-    def sample(self, photo: PhotoLike | Sequence[PhotoLike], k: int = 5, method: str = "topk", seed: int = 0) -> list:
+    def sample(self, photo: PhotoLike | Sequence[PhotoLike], k: int = 5, method: str = "topk", seed: int = 0,
+               with_hints: bool = False) -> list:
         """k colorizations of a photo (a path, a PIL image or a numpy array, as
         :meth:`recolor.inference.Colorizer.colorize` takes) as PIL images, or a list of such lists
-        for a list of photos."""
+        for a list of photos. ``with_hints``: :class:`DiverseSample` items instead, each image with
+        the hints that produced it (``[(x, y, "#rrggbb"), ...]`` in the photo's pixels, what
+        ``Colorizer.colorize(photo, hints=...)`` takes; empty for samplers that use none)."""
         self.check(k, method)
         photos = list(photo) if isinstance(photo, (list, tuple)) else [photo]
         decoded = [photo_from_pil(as_pil_image(item)) for item in photos]
-        pictures = [[ColorizeResult(rgb, result.alpha, result.was_colour).to_pil() for rgb in result.images]
-                     for result in self.sample_photos(decoded, k, method, seed)]
+        pictures = []
+        for result in self.sample_photos(decoded, k, method, seed):
+            images = [ColorizeResult(rgb, result.alpha, result.was_colour).to_pil() for rgb in result.images]
+            if with_hints:
+                images = [DiverseSample(image, label, list(result.hints[i]) if result.hints else [])
+                          for i, (image, label) in enumerate(zip(images, result.labels))]
+            pictures.append(images)
         return pictures if isinstance(photo, (list, tuple)) else pictures[0]
 
 
@@ -254,38 +291,6 @@ class LatentSampler(ClusteredSampler):
         return output_to_ab(out, self.colorizer.spec.output)
 
 
-def kmeans(points: torch.Tensor, k: int, seed: int = 0, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means with k-means++ seeding: centres (k, D) and sizes (k,), largest cluster first."""
-    points = points.float()
-    count = points.shape[0]
-    if not 1 <= k <= count:
-        raise ValueError(f"cannot make {k} clusters of {count} points")
-    generator = torch.Generator().manual_seed(seed)
-    first = int(torch.randint(count, (1,), generator=generator))
-    centres = points[first : first + 1]
-    closest = torch.cdist(points, centres).pow(2).min(dim=1).values
-    for _ in range(1, k):
-        total = float(closest.sum())
-        if total <= 0:  # fewer distinct points than k: repeat one (its cluster stays empty)
-            pick = int(torch.randint(count, (1,), generator=generator))
-        else:
-            pick = int(torch.multinomial((closest / total).cpu(), 1, generator=generator))
-        centres = torch.cat((centres, points[pick : pick + 1]))
-        closest = torch.minimum(closest, torch.cdist(points, points[pick : pick + 1]).pow(2)[:, 0])
-    assignment = torch.cdist(points, centres).argmin(dim=1)
-    for _ in range(iterations):
-        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
-        sizes = torch.bincount(assignment, minlength=k).to(points.dtype)
-        centres = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], centres)
-        updated = torch.cdist(points, centres).argmin(dim=1)
-        if torch.equal(updated, assignment):
-            break
-        assignment = updated
-    sizes = torch.bincount(assignment, minlength=k)
-    order = torch.argsort(sizes, descending=True, stable=True)
-    return centres[order], sizes[order]
-
-
 def resolve_model(model: str) -> tuple[str, bool]:
     """(what Colorizer.load gets, whether dropout sampling was asked for by name)."""
     if model == "pix2pix-dropout":
@@ -298,12 +303,14 @@ def resolve_model(model: str) -> tuple[str, bool]:
     return model, False
 
 
-def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision: str = "auto",
+def load_sampler(model: str | Path = DEFAULT_MODEL, device: str = "auto", precision: str = "auto",
                  draws: int = DEFAULT_DRAWS, chunk: int | None = None) -> DiverseSampler:
     """A diverse sampler from a model name (shipped weights) or a checkpoint path.
 
-    divcolor checkpoints sample their MDN; generators that take (L, z) sample z; generators with
-    dropout (pix2pix) sample dropout masks. Raises CheckpointError / KeyError / ValueError.
+    The default model (and any network with a classification head) draws per-object colours from
+    its own distribution (:mod:`recolor.region_sampling`); divcolor checkpoints sample their MDN;
+    generators that take (L, z) sample z; generators with dropout (pix2pix) sample dropout masks.
+    Raises CheckpointError / KeyError / ValueError.
     """
     target, wants_dropout = resolve_model(str(model))
     if draws < 1:
@@ -318,19 +325,49 @@ def load_sampler(model: str | Path = "divcolor", device: str = "auto", precision
     return sampler
 
 
+def gives_distribution(generator: nn.Module) -> bool:
+    """Whether a network predicts a distribution over ab bins per pixel (per-object sampling)."""
+    return getattr(generator, "head", None) == "classification" and hasattr(generator, "quarter_output")
+
+
+# what the samples of each kind of sampler differ by (`recolor models` says it)
+SAMPLE_KINDS = {"regions": "per object", "mdn": "whole-photo tints", "latent": "near-identical", "dropout": "near-identical"}
+
+
+def sampling_kind(generator: nn.Module, wants_dropout: bool = False, dropout_unasked: bool = True) -> str | None:
+    """The :attr:`DiverseSampler.kind` a network supports, or None when it is deterministic.
+
+    A classification network draws per-object colours from its distribution; divcolor samples its
+    mixture; generators with a latent z sample z (unless dropout sampling was asked for by name,
+    ``pix2pix-dropout``); generators with dropout sample dropout masks, when asked for or
+    (``dropout_unasked``) as the last resort."""
+    if gives_distribution(generator):
+        return "regions"
+    if hasattr(generator, "mixture") and hasattr(generator, "sample"):
+        return "mdn"
+    if not wants_dropout and hasattr(generator, "latent_dim") and hasattr(generator, "prior_z"):
+        return "latent"
+    if (wants_dropout or dropout_unasked) and has_dropout(generator):
+        return "dropout"
+    return None
+
+
+def diverse_samples(spec) -> str | None:
+    """What a registered model's samples (:func:`load_sampler`) differ by, :data:`SAMPLE_KINDS`
+    (None: deterministic), from its network built on the meta device (shapes only, nothing loaded)."""
+    with torch.device("meta"):
+        network = spec.build(spec.architecture)
+    kind = sampling_kind(network)
+    return SAMPLE_KINDS[kind] if kind else None
+
+
 def sampler_for(colorizer: Colorizer, wants_dropout: bool, draws: int = DEFAULT_DRAWS, chunk: int | None = None,
                 dropout_unasked: bool = True) -> DiverseSampler | None:
-    """The sampler a loaded model supports, or None when it is deterministic.
+    """The sampler a loaded model supports (:func:`sampling_kind`), or None when it is deterministic."""
+    kind = sampling_kind(colorizer.generator, wants_dropout, dropout_unasked)
+    if kind == "regions":
+        from .region_sampling import RegionSampler  # it builds on DiverseSampler, defined here
 
-    divcolor samples its mixture; generators with a latent z sample z (unless dropout sampling was
-    asked for by name, ``pix2pix-dropout``); generators with dropout sample dropout masks, when
-    asked for or (``dropout_unasked``) as the last resort.
-    """
-    generator = colorizer.generator
-    if hasattr(generator, "mixture") and hasattr(generator, "sample"):
-        return MixtureSampler(colorizer, draws, chunk)
-    if not wants_dropout and hasattr(generator, "latent_dim") and hasattr(generator, "prior_z"):
-        return LatentSampler(colorizer, draws, chunk)
-    if (wants_dropout or dropout_unasked) and has_dropout(generator):
-        return DropoutSampler(colorizer, draws, chunk)
-    return None
+        return RegionSampler(colorizer, draws, chunk)
+    samplers = {"mdn": MixtureSampler, "latent": LatentSampler, "dropout": DropoutSampler}
+    return samplers[kind](colorizer, draws, chunk) if kind else None

@@ -49,7 +49,10 @@ def sample_jobs(sampler: DiverseSampler, jobs: Sequence, k: int, method: str = "
             continue
         try:
             save_diverse(result, image, job.outputs, job.sheet, title=f"{Path(job.record['input']).name}: {sampler.name}, {method}, seed {seed}")
-            records.append(job.record | {"width": image.size[0], "height": image.size[1], "labels": result.labels})
+            record = {"width": image.size[0], "height": image.size[1], "labels": result.labels}
+            if result.hints is not None:  # per sample, the points that made it: [x, y, "#rrggbb"] in the photo's pixels
+                record["hints"] = [[[round(x, 1), round(y, 1), colour] for x, y, colour in points] for points in result.hints]
+            records.append(job.record | record)
         except (OSError, ValueError) as exc:
             records.append(job.record | {"status": "error", "error": f"{job.sheet.parent}: could not write ({exc})"})
     return records

@@ -203,7 +203,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int], None] | None
     for row in rows:
         row.values = row_values(row.name, accumulators)
     notes = plan.notes + skipped.notes() + closing_notes(settings, plan, truth)
-    keys = [key for key, info in METRICS.items() if info.option in plan.options]
+    # an option's keys that some accumulator filled (sample accuracy needs a classifier as well)
+    keys = [key for key, info in METRICS.items() if info.option in plan.options and any(key in row.values for row in rows)]
     return EvalResult(rows, keys, run_info(settings, plan, truth, started), notes, samples)
 
 

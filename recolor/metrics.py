@@ -209,6 +209,26 @@ def per_pixel_variance(samples: torch.Tensor) -> torch.Tensor:
     return samples.var(dim=1, unbiased=False).mean(dim=(1, 2, 3))
 
 
+def local_diversity_share(samples: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per photo (B,): the part of the samples' differences that is not one global shift.
+
+    For each pair of samples, d the per-pixel ab difference (a 2-vector), the share is
+    mean |d - mean(d)| / mean |d| over the pixels; the photo's figure is its pairs' mean. A uniform
+    tint scores 0; a change confined to a fraction f of the photo scores 2 (1 - f) (1 for half the
+    photo, near 2 for a small object). Pairs that do not differ are left out; NaN when none differ."""
+    samples = _check_samples(samples)
+    first, second = torch.triu_indices(samples.shape[1], samples.shape[1], offset=1)
+    if not len(first):
+        raise ValueError("the local diversity share needs at least two samples per photo")
+    shares = []
+    for i, j in zip(first.tolist(), second.tolist()):  # pair by pair: bounded memory
+        d = samples[:, i] - samples[:, j]
+        total = d.norm(dim=1).mean(dim=(-2, -1))
+        local = (d - d.mean(dim=(-2, -1), keepdim=True)).norm(dim=1).mean(dim=(-2, -1))
+        shares.append(torch.where(total > eps, local / total.clamp_min(eps), torch.full_like(total, float("nan"))))
+    return torch.stack(shares, dim=1).nanmean(dim=1)
+
+
 # --- classifier-based (paper 003) --------------------------------------------------------------
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:

@@ -176,6 +176,9 @@ def test_diversity_with_a_sampling_model(tiny_photo_folder, tmp_path):
                                    samples=3, sample_method="random", device="cpu", report_samples=0))
     values = result.row("cvae-l2 (tiny_cvae)").values
     assert values["variance"] > 0 and 0 < values["error_of_best"] < 1
+    assert values["best_vs_single"] == pytest.approx(values["error_of_best"] / values["ab_l1"], rel=1e-6)
+    assert 0 <= values["local_share"] <= 2
+    assert "sample_accuracy" not in result.metrics  # no classifier: no judge on the samples
     assert result.row("grey").values["error_of_best"] is None
     assert any("3 colorizations per photo" in note for note in result.notes)
 
@@ -189,6 +192,20 @@ def test_diversity_figures_do_not_depend_on_the_batch_size(tiny_photo_folder, tm
                                        sample_method="random", device="cpu", report_samples=0, batch_size=batch_size))
         figures.append(result.row("cvae-l2 (tiny_cvae)").values)
     assert figures[0] == figures[1]
+
+
+def test_the_judge_scores_every_sample_when_it_scores_the_single_colorizations(tiny_photo_folder, resnet20_file, tmp_path):
+    spec = get_model_spec("effnet-unet")
+    config = spec.config({"decoder_widths": [16, 16, 16], "encoder_weights": "none", "image_size": 64})
+    torch.manual_seed(0)
+    path = tmp_path / "tiny_effnet.safetensors"
+    save_checkpoint(path, spec.build(config).state_dict(), "effnet-unet", config)
+    result = evaluate(EvalSettings(data=tiny_photo_folder, models=[str(path)], metrics=["diversity", "accuracy"], size=32, limit=4,
+                                   samples=3, classifier=f"resnet20-cifar10:{resnet20_file}", device="cpu", report_samples=0))
+    values = result.row("effnet-unet (tiny_effnet)").values
+    assert "sample_accuracy" in result.metrics and 0 <= values["sample_accuracy"] <= 1
+    assert values["sample_accuracy"] * 12 == pytest.approx(round(values["sample_accuracy"] * 12))  # 4 photos x 3 samples
+    assert result.row("real").values.get("sample_accuracy") is None
 
 
 def test_parse_metric_options_and_bar_chart():
@@ -222,7 +239,8 @@ def test_every_metric_option_makes_accumulators_for_its_keys_in_table_order(tmp_
     from recolor.evaluation.catalogue import METRIC_OPTIONS, METRICS
 
     assert list(ACCUMULATORS) == METRIC_OPTIONS
-    setup = Setup(EvalSettings(data=tmp_path), ["real", "grey", "model"], GroundTruth())
+    # a judge present: the diversity figures then include its accuracy on the samples
+    setup = Setup(EvalSettings(data=tmp_path), ["real", "grey", "model"], GroundTruth(), classifier=object())
     for option, make in ACCUMULATORS.items():
         assert [accumulator.key for accumulator in make(setup)] == [key for key, info in METRICS.items() if info.option == option], option
 

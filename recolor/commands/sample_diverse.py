@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import DEFAULT_MODEL
 from ..seeds import MAX_SEED
 from ._shared import THREADS_HELP, checked_seed, err, fail, loaded, made_with, progress_bar, rerun_hint, shown, skipped_text, stopped, tell_not_images
 
@@ -13,9 +14,9 @@ from ._shared import THREADS_HELP, checked_seed, err, fail, loaded, made_with, p
 def sample_diverse(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders (recursive) or glob patterns.")],
     k: Annotated[int, typer.Option("-k", "--samples", min=1, help="Colorizations per photo.")] = 5,
-    model: Annotated[str, typer.Option("--model", "-m", help="divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint (a name wins over a same-named file: write ./NAME for it).")] = "divcolor",
+    model: Annotated[str, typer.Option("--model", "-m", help="effnet-unet (the default: samples differ object by object), divcolor, divcolor-skip, cvae, pix2pix-dropout, or a .safetensors checkpoint (a name wins over a same-named file: write ./NAME for it).")] = DEFAULT_MODEL,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: NAME_1..NAME_k and NAME_sheet.png per photo.")] = Path("diverse"),
-    method: Annotated[str, typer.Option(help="topk: MDN means by weight / k-means centres of the draws; random: random draws.")] = "topk",
+    method: Annotated[str, typer.Option(help="topk: the likeliest colours first (effnet-unet: each region's colours dealt out by their probability; divcolor: MDN means by weight; baselines: k-means centres of the draws); random: random draws.")] = "topk",
     seed: Annotated[int, typer.Option(help=f"Random seed, 0 to {MAX_SEED} (same seed, same pictures).")] = 0,
     draws: Annotated[int, typer.Option(min=1, help="Draws clustered into k by the cvae and pix2pix-dropout baselines.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",

@@ -129,8 +129,10 @@ class PerPhotoMean(Accumulator):
     The ground truth is measured only ``with_real``: against itself most figures are trivial.
     """
 
-    def __init__(self, key: str, measure: Callable[[ScoredBatch, str], torch.Tensor | None], with_real: bool = False) -> None:
+    def __init__(self, key: str, measure: Callable[[ScoredBatch, str], torch.Tensor | None], with_real: bool = False,
+                 skip_undefined: bool = False) -> None:
         self.key, self.measure, self.with_real = key, measure, with_real
+        self.skip_undefined = skip_undefined  # photos whose figure is NaN (undefined for them) are left out
         self.per_photo: dict[str, list[torch.Tensor]] = {}
 
     def update(self, batch: ScoredBatch) -> None:
@@ -146,7 +148,9 @@ class PerPhotoMean(Accumulator):
 
     def result(self, row: str) -> dict[str, float | None]:
         values = self.values(row)
-        return {self.key: float(values.mean()) if values is not None else None}
+        if values is not None and self.skip_undefined:
+            values = values[~values.isnan()]
+        return {self.key: float(values.mean()) if values is not None and values.numel() else None}
 
 
 def paired_difference(values: torch.Tensor | None, reference: torch.Tensor | None) -> tuple[float | None, float | None]:
@@ -224,12 +228,17 @@ class DiverseDraws:
     def __init__(self, samplers: dict[str, Any], k: int, method: str, seed: int) -> None:
         self.samplers, self.k, self.method, self.seed = samplers, k, method, seed
 
-    def ab(self, batch: ScoredBatch, row: str) -> torch.Tensor | None:
-        """Normalised ab (B, k, 2, S, S) of the row's samples, or None for a row that does not sample."""
+    def rgb(self, batch: ScoredBatch, row: str) -> torch.Tensor | None:
+        """uint8 RGB (B, k, 3, S, S) of the row's samples, or None for a row that does not sample."""
         sampler = self.samplers.get(row)
         if sampler is None:
             return None
         return batch.cached(("diverse", row), lambda: self._draw(batch, sampler))
+
+    def ab(self, batch: ScoredBatch, row: str) -> torch.Tensor | None:
+        """Normalised ab (B, k, 2, S, S) of the row's samples, or None for a row that does not sample."""
+        rgb = self.rgb(batch, row)
+        return None if rgb is None else batch.cached(("diverse ab", row), lambda: rgb_to_lab_normalized(as_float(rgb))[1])
 
     def _draw(self, batch: ScoredBatch, sampler: Any) -> torch.Tensor:
         size = (sampler.colorizer.size,) * 2
@@ -237,7 +246,32 @@ class DiverseDraws:
         # one seed per photo, from its place in the whole run: the figures do not depend on --batch-size
         seeds = [self.seed + batch.start + index for index in range(small.shape[0])]
         drawn = sampler.sample_ab(normalize_l(small), self.k, self.method, seeds).ab
-        return rgb_to_lab_normalized(as_float(join_samples(batch.lightness, drawn)))[1]
+        return join_samples(batch.lightness, drawn)
+
+
+class BestVersusSingle(Accumulator):
+    """Best-of-k ab L1 over the row's own single colorization's ab L1 (ratio of the means over the
+    photos): below 1, one of the k samples is closer to the truth than the single answer."""
+
+    key = "best_vs_single"
+
+    def __init__(self, draws: DiverseDraws) -> None:
+        self.draws = draws
+        self.per_photo: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # row -> (best, single) per photo
+
+    def update(self, batch: ScoredBatch) -> None:
+        for row in batch.rows:
+            samples = self.draws.ab(batch, row)
+            if samples is not None:
+                best, single = self.per_photo.setdefault(row, ([], []))
+                best.append(M.error_of_best(samples, batch.true_ab).double().cpu())
+                single.append(M.ab_l1(batch.pred_ab(row), batch.true_ab).double().cpu())
+
+    def result(self, row: str) -> dict[str, float | None]:
+        if row not in self.per_photo:
+            return {self.key: None}
+        best, single = (torch.cat(values).mean() for values in self.per_photo[row])  # summed as the photos' means are
+        return {self.key: float(best / single) if single > 0 else None}
 
 
 class Accuracy(Accumulator):
@@ -376,8 +410,20 @@ def _diversity(setup: Setup) -> list[Accumulator]:
             return None if samples is None else figure(samples, batch)
         return measure
 
-    return [PerPhotoMean("error_of_best", of_samples(lambda samples, batch: M.error_of_best(samples, batch.true_ab))),
-            PerPhotoMean("variance", of_samples(lambda samples, batch: M.per_pixel_variance(samples)))]
+    def sample_accuracy(batch: ScoredBatch, row: str) -> torch.Tensor | None:
+        rgb = draws.rgb(batch, row)
+        if rgb is None or batch.labels is None:
+            return None
+        predicted = setup.classifier.outputs(as_float(rgb.flatten(0, 1)))[0].argmax(dim=-1).view(rgb.shape[:2])
+        return (predicted.cpu() == batch.labels.cpu().view(-1, 1)).double().mean(dim=1)
+
+    figures = [PerPhotoMean("error_of_best", of_samples(lambda samples, batch: M.error_of_best(samples, batch.true_ab))),
+               BestVersusSingle(draws),
+               PerPhotoMean("variance", of_samples(lambda samples, batch: M.per_pixel_variance(samples))),
+               PerPhotoMean("local_share", of_samples(lambda samples, batch: M.local_diversity_share(samples)), skip_undefined=True)]
+    if setup.classifier is not None:  # the judge on every sample, when it judges the single colorizations
+        figures.append(PerPhotoMean("sample_accuracy", sample_accuracy))
+    return figures
 
 
 ACCUMULATORS: dict[str, Callable[[Setup], list[Accumulator]]] = {
