@@ -252,34 +252,24 @@ def test_shipped_default_takes_a_point_and_colours_near_it_far_more_than_far_awa
 
 
 def test_shipped_default_moves_towards_a_reference_photos_colours(photos):
+    """The output's ab histogram shares more with the reference's when the reference is given
+    (benchmarks/hints.py measures the same on 100 pairs of photos/val)."""
+    from recolor.ab_bins import bin_histogram
+
+    def histogram(image) -> torch.Tensor:
+        rgb = torch.from_numpy(np.asarray(Image.fromarray(np.asarray(image)).convert("RGB").resize((64, 64))).copy())
+        counts = bin_histogram(rgb_to_lab_normalized(rgb.permute(2, 0, 1)[None].float() / 255)[1], gamut_bin_centres())
+        return counts / counts.sum()
+
     colorizer = Colorizer.load()
-    grey = Image.fromarray(photos["chelsea"]).convert("L")
-    reference = Image.new("RGB", (64, 64), (40, 90, 200))  # all blue
-    plain, guided = colorizer.colorize(grey), colorizer.colorize(grey, reference=reference)
-    b_plain = rgb_to_lab_normalized(torch.from_numpy(np.asarray(plain).copy()).permute(2, 0, 1)[None].float() / 255)[1][0, 1].mean()
-    b_guided = rgb_to_lab_normalized(torch.from_numpy(np.asarray(guided).copy()).permute(2, 0, 1)[None].float() / 255)[1][0, 1].mean()
-    assert b_guided < b_plain - 0.02  # bluer (b* lower)
-
-
-def test_train_init_from_a_plain_file_with_hints_set_starts_the_hint_branch(tmp_path, tiny_photo_folder):
-    """`recolor train --init-from PLAIN --set hints=true`: the file lacks the zero-started modules; accepted."""
-    from typer.testing import CliRunner
-
-    from recolor.cli import app
-
-    spec = get_model_spec("effnet-unet")
-    config = spec.config({**TINY, "hints": False})
-    plain = save_checkpoint(tmp_path / "plain.safetensors", build_recipe("effnet-unet", config, torch.device("cpu")).generator.state_dict(),
-                            "effnet-unet", config)
-    result = CliRunner().invoke(app, ["train", "--model", "effnet-unet", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "run"),
-                                      "--init-from", str(plain), "--set", "hints=true", "--max-steps", "1", "--size", "64",
-                                      "--batch-size", "2", "--workers", "0", "-q"])
-    assert result.exit_code == 0, result.output
-    assert load_checkpoint(tmp_path / "run" / "model.safetensors").config["hints"] is True
-    # without hints=true nothing is missing, and a file lacking other tensors is still refused
-    state = load_checkpoint(plain).tensors
-    state.pop("output.bias")
-    broken = save_checkpoint(tmp_path / "broken.safetensors", state, "effnet-unet", config)
-    refused = CliRunner().invoke(app, ["train", "--model", "effnet-unet", "--data", str(tiny_photo_folder), "--out", str(tmp_path / "run2"),
-                                       "--init-from", str(broken), "--set", "hints=true", "--max-steps", "1", "--size", "64", "--workers", "0", "-q"])
-    assert refused.exit_code == 2 and "output.bias" in refused.output
+    gains = []
+    for photo in photos:
+        for reference in photos:
+            if reference != photo:
+                grey = Image.fromarray(photos[photo]).convert("L")
+                target = histogram(photos[reference])
+                plain = float(torch.minimum(histogram(colorizer.colorize(grey)), target).sum())
+                guided = float(torch.minimum(histogram(colorizer.colorize(grey, reference=Image.fromarray(photos[reference]))), target).sum())
+                gains.append(guided - plain)
+    # a property of the whole: a reference already close to the photo's own colours may gain nothing
+    assert np.mean(gains) > 0.1 and sum(gain > 0 for gain in gains) >= 4, gains

@@ -122,6 +122,8 @@ def snippet_folder(tmp_path, photos):
     small["chelsea"].convert("L").save(tmp_path / "scan.jpg")
     small["coffee"].convert("L").save(tmp_path / "a.jpg")
     small["astronaut"].save(tmp_path / "b.png")
+    small["coffee"].convert("L").save(tmp_path / "photo.jpg")
+    (tmp_path / "effnet-unet.onnx").symlink_to(REPO / "weights" / "effnet-unet.onnx")  # what `recolor export` writes
     return tmp_path
 
 

@@ -144,7 +144,7 @@ def test_a_seed_out_of_range_is_refused_not_failed_per_photo(tmp_path, grey_phot
 def test_a_model_files_unfit_size_names_the_file(tmp_path, tiny_photo_folder):
     crafted = corpus.model_file_with_an_unfit_size(tmp_path / "crafted.safetensors")
     refused(cli("train", "--model", "pix2pix", "--data", tiny_photo_folder, "--out", tmp_path / "run", "--init-from", crafted, "--max-steps", "1", "-q"),
-            str(crafted), "multiple of 32")
+            str(crafted), "multiples of 32")
 
 
 def test_world_size_without_torchrun_is_explained(tmp_path, tiny_photo_folder, monkeypatch):

@@ -17,6 +17,8 @@ class FrameColorizer:
     stabiliser carries state from frame to frame)."""
 
     def __init__(self, colorizer: Colorizer, stabiliser: TemporalStabiliser | None = None) -> None:
+        if not isinstance(getattr(colorizer, "device", None), torch.device):
+            colorizer = colorizer.torch_engine()  # the ONNX engine's colorizer: steadying works on torch tensors
         self.colorizer, self.stabiliser = colorizer, stabiliser
 
     @torch.no_grad()
