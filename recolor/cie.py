@@ -195,3 +195,29 @@ def join_levels(lightness: np.ndarray, ab_small: np.ndarray, dtype: type = np.ui
         strip_ab = down[top:bottom] @ ab_rows  # (2, r, W)
         out[top:bottom] = srgb_levels(linear_rgb_from_lab(lightness[top:bottom], strip_ab), dtype).transpose(1, 2, 0)
     return out
+
+
+def _linear_rgb_unclipped(lightness: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Lab (float64 arrays of one shape) -> linear sRGB (3, ...), not clipped: outside [0, 1] is out of gamut."""
+    fy = (lightness + 16.0) / 116.0
+    f = np.stack((fy + a / 500.0, fy, fy - b / 200.0))
+    t = np.where(f > CIE_F_THRESHOLD, f ** 3, (f - 16.0 / 116.0) / CIE_LINEAR_SLOPE)
+    return np.tensordot(RGB_FROM_XYZ_WHITE.astype(np.float64), t, axes=1)
+
+
+def ab_within_gamut(lightness: np.ndarray, ab: np.ndarray, share: float = 1.0, steps: int = 24) -> np.ndarray:
+    """ab (2, ...) in Lab units with their chroma cut to at most ``share`` of the largest chroma
+    sRGB can show at the same hue and ``lightness`` (...), found by bisection along the hue. A
+    pure blue at a light grey's lightness becomes a pale blue that exists there."""
+    lightness = np.asarray(lightness, dtype=np.float64)
+    a, b = (np.asarray(channel, dtype=np.float64) for channel in ab)
+    chroma = np.hypot(a, b)
+    unit_a, unit_b = np.where(chroma > 0, a / np.maximum(chroma, 1e-12), 0.0), np.where(chroma > 0, b / np.maximum(chroma, 1e-12), 0.0)
+    low, high = np.zeros_like(chroma), np.full_like(chroma, 200.0)  # chroma in gamut at low, out at high (Lab's ab span +-128)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        rgb = _linear_rgb_unclipped(lightness, unit_a * middle, unit_b * middle)
+        fits = np.all((rgb >= 0.0) & (rgb <= 1.0), axis=0)
+        low, high = np.where(fits, middle, low), np.where(fits, high, middle)
+    kept = np.minimum(chroma, share * low)
+    return np.stack((unit_a * kept, unit_b * kept))

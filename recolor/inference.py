@@ -13,6 +13,7 @@ resize to the model's input, and the join. The batch pipeline of :mod:`recolor.p
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -34,7 +35,8 @@ from .registry import ModelSpec
 from .devices import resolve_device, resolve_precision
 from .ab_bins import distribution_modes
 from .colorizing import ColorizeResult, NonFiniteOutputError, PhotoColorizer, square_size  # noqa: F401 (re-exported)
-from .hints import HintPoint, Hints, colour_hex, global_hint_length, local_hint_image, reference_global_hint
+from .cie import L_SCALE
+from .hints import HintPoint, Hints, colour_hex, global_hint_length, local_hint_image, points_at_lightness, reference_global_hint
 
 
 
@@ -156,28 +158,43 @@ class Colorizer(PhotoColorizer):
         with self._autocast():
             return self.generator.encode(self._network_input(lightness_small))
 
-    def hint_inputs(self, hints: Sequence[Hints | None], photo_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
+    def hint_inputs(self, hints: Sequence[Hints | None], photo_sizes: Sequence[tuple[int, int]], network_input) -> tuple[torch.Tensor, ...]:
         """The network's hint inputs for a batch (local (B, 3, s, s), global (B, G)); () when no
-        photo of the batch has hints (a hint-taking network then sees none)."""
+        photo of the batch has hints (a hint-taking network then sees none). ``network_input``:
+        the batch's normalised L (B, 1, s, s), torch or numpy: a point's colour is taken at the
+        lightness there (:func:`recolor.hints.points_at_lightness`)."""
         if not any(hints):
             return ()
-        for item, (width, height) in zip(hints, photo_sizes):
+        locals_ = []
+        for item, size, lightness in zip(hints, photo_sizes, network_input):
             self.check_hints(item)
             if item is not None:
-                item.check_inside(width, height)
-        local = torch.stack([local_hint_image(item.points if item else (), size, (self.size, self.size)) for item, size in zip(hints, photo_sizes)])
+                item.check_inside(*size)
+            points = points_at_lightness(item.points, size, (lightness + 1.0) * L_SCALE) if item else ()
+            locals_.append(local_hint_image(points, size, (self.size, self.size)))
+        local = torch.stack(locals_)
         references = [self.reference_hint(item.reference) if item and item.reference is not None else torch.zeros(global_hint_length())
                       for item in hints]
         return local, torch.stack(references)
 
     @staticmethod
     def reference_hint(reference: PhotoLike) -> torch.Tensor:
-        """A reference photo's colours as the global hint; its own errors (a missing file) as ValueError."""
+        """A reference photo's colours as the global hint; its own errors (a missing file) as ValueError.
+        A reference given as a file is read once while it is unchanged (a folder or a film colorized
+        with one ``--reference`` would otherwise decode it for every photo or batch of frames)."""
+        key = _reference_key(reference)
+        if key is not None and key in _REFERENCE_HINTS:
+            return _REFERENCE_HINTS[key]
         try:
             image = as_pil_image(reference)
         except (OSError, ValueError, ImageReadError) as exc:  # a missing, unreadable or bad file
             raise ValueError(f"reference: {exc}") from None
-        return reference_global_hint(torch.from_numpy(np.array(image.convert("RGB"))))
+        hint = reference_global_hint(torch.from_numpy(np.array(image.convert("RGB"))))
+        if key is not None:
+            if len(_REFERENCE_HINTS) >= _REFERENCE_HINTS_KEPT:
+                _REFERENCE_HINTS.pop(next(iter(_REFERENCE_HINTS)))
+            _REFERENCE_HINTS[key] = hint
+        return hint
 
     def input_from_lightness(self, lightness: torch.Tensor) -> torch.Tensor:
         """Full-size L (1, H, W) in 0..100, on any device -> normalised (1, s, s) on the same device."""
@@ -202,8 +219,9 @@ class Colorizer(PhotoColorizer):
         if not photos:
             return [], None
         lightness = [self.photo_lightness(photo) for photo in photos]
-        extra = self.hint_inputs(hints or [None] * len(photos), [(plane.shape[-1], plane.shape[-2]) for plane in lightness])
-        ab_small = self.predict_ab(torch.stack([self.input_from_lightness(plane) for plane in lightness]), extra)
+        small = torch.stack([self.input_from_lightness(plane) for plane in lightness])
+        extra = self.hint_inputs(hints or [None] * len(photos), [(plane.shape[-1], plane.shape[-2]) for plane in lightness], small)
+        ab_small = self.predict_ab(small, extra)
         outputs, ready = [], None
         for index, field_small in enumerate(ab_small):
             depth = torch.uint8 if photos[index].pixels.dtype == torch.uint8 else torch.uint16
@@ -234,10 +252,11 @@ class Colorizer(PhotoColorizer):
         plane = self.photo_lightness(decoded)
         height, width = plane.shape[-2:]
         HintPoint(float(x), float(y), (0, 0, 0)).check_inside(width, height)
-        extra = tuple(t.to(self.device) for t in self.hint_inputs([hints], [(width, height)]))
+        small = self.input_from_lightness(plane)[None]
+        extra = tuple(t.to(self.device) for t in self.hint_inputs([hints], [(width, height)], small))
         with self._autocast():
             if features is None:
-                logits = to_logits(self.input_from_lightness(plane)[None], *extra).float()
+                logits = to_logits(small, *extra).float()
             else:
                 logits = self.generator.decode(features, *extra).float()
         logits = logits + self.generator.colour_boost * self.generator.bin_log_weights.view(1, -1, 1, 1)
@@ -321,3 +340,19 @@ def iter_batches(items: Iterable, size: int) -> Iterable[list]:
             batch = []
     if batch:
         yield batch
+
+
+_REFERENCE_HINTS: dict[tuple, torch.Tensor] = {}  # reference file -> its global hint, oldest first
+_REFERENCE_HINTS_KEPT = 16
+
+
+def _reference_key(reference: object) -> tuple | None:
+    """A reference file's identity while unchanged (path, size, modification time); None for a
+    reference that is not a file name (a PIL image, an array: not cached)."""
+    if not isinstance(reference, (str, os.PathLike)):
+        return None
+    try:
+        status = os.stat(reference)
+    except OSError:
+        return None  # the read reports it
+    return os.path.realpath(reference), status.st_size, status.st_mtime_ns

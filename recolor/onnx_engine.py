@@ -211,7 +211,7 @@ class OnnxColorizer(PhotoColorizer):
     def takes_hints(self) -> bool:
         return self.info.global_hint_length > 0
 
-    def hint_inputs(self, hints: Sequence, photo_sizes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, ...]:
+    def hint_inputs(self, hints: Sequence, photo_sizes: Sequence[tuple[int, int]], network_input: np.ndarray) -> tuple[np.ndarray, ...]:
         """The network's hint inputs for a batch, made by the torch engine's code (the one
         definition of them; torch is imported only here, for a batch with hints); () without hints."""
         if not any(hints):
@@ -219,7 +219,7 @@ class OnnxColorizer(PhotoColorizer):
         from .inference import Colorizer
 
         # Colorizer.hint_inputs reads only size, name, takes_hints, check_hints and reference_hint
-        return tuple(np.asarray(tensor, dtype=np.float32) for tensor in Colorizer.hint_inputs(self, hints, photo_sizes))
+        return tuple(np.asarray(tensor, dtype=np.float32) for tensor in Colorizer.hint_inputs(self, hints, photo_sizes, network_input))
 
     @staticmethod
     def reference_hint(reference):
@@ -255,8 +255,9 @@ class OnnxColorizer(PhotoColorizer):
         if not photos:
             return [], None
         lightness = [self.photo_lightness(photo) for photo in photos]
-        extra = self.hint_inputs(hints or [None] * len(photos), [(plane.shape[1], plane.shape[0]) for plane in lightness])
-        ab_small = self.predict_ab(np.stack([self.input_from_lightness(plane) for plane in lightness]), extra)
+        small = np.stack([self.input_from_lightness(plane) for plane in lightness])
+        extra = self.hint_inputs(hints or [None] * len(photos), [(plane.shape[1], plane.shape[0]) for plane in lightness], small)
+        ab_small = self.predict_ab(small, extra)
         outputs = []
         for index, field_small in enumerate(ab_small):
             depth = np.uint8 if np.asarray(photos[index].pixels).dtype == np.uint8 else np.uint16

@@ -268,10 +268,13 @@ def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | 
     UsageError for contradictory options, a format recolor cannot write, inputs that name
     nothing, or an output folder that cannot be written.
 
-    ``hints`` (:class:`recolor.hints.Hints`, from ``--hint``/``--hints``/``--reference``) go with
+    ``hints`` (:class:`recolor.hints.Hints` or a schedule, from ``--hint``/``--hints``/``--reference``) go with
     every photo that has no sidecar of its own: a photo's ``NAME.hints.json`` replaces them. A bad
-    sidecar, or a point outside its photo, is a UsageError too: nothing has been done yet.
+    sidecar, or a point outside its photo, is a UsageError too: nothing has been done yet. A
+    video's job carries a :class:`recolor.hintsfile.HintSchedule` (frame ranges, issue 26).
     """
+    from .video.formats import is_video_job
+
     if in_place and (output is not None or fmt):
         raise UsageError(f"--in-place replaces each input in its own format: it cannot be combined with {'-o/--output' if output is not None else '--format'}")
     suffix = output_suffix(fmt)
@@ -300,24 +303,31 @@ def plan_colorize(inputs: Sequence[str], output: Path | None = None, fmt: str | 
             plan.records.append(record | {"status": "skipped", "reason": "output exists (use --overwrite)"})
         else:
             claimed[real(target)] = source
-            photo_hints = hints_for(source, hints)
+            photo_hints = hints_for(source, hints, video=is_video_job(source, target))
             if photo_hints is not None:
                 record["hints"] = hints_record(photo_hints)
             plan.jobs.append(ColorizeJob(source, target, tag=record, hints=photo_hints))
     return plan
 
 
-def hints_for(photo: Path, given: Any) -> Any:
-    """The hints for one photo: its sidecar's when it has one, else ``given``; checked against the
-    photo's upright size (UsageError naming the problem)."""
-    from .hintsfile import HintsFileError, read_hints_file, sidecar_path
+def hints_for(photo: Path, given: Any, video: bool = False) -> Any:
+    """The hints for one photo: its sidecar's when it has one, else ``given`` (a
+    :class:`recolor.hintsfile.HintSchedule` gives a photo its sections without frames); checked
+    against the photo's upright size (UsageError naming the problem). A video gets a
+    :class:`~recolor.hintsfile.HintSchedule`, checked against its frames when it is opened."""
+    from .hintsfile import HintSchedule, HintsFileError, read_hint_schedule, read_hints_file, sidecar_path
 
     sidecar = sidecar_path(photo)
+    # os.path.isfile: a 250-byte photo name makes a sidecar name too long to exist, not an error
+    has_sidecar = os.path.isfile(sidecar)
     try:
-        # os.path.isfile: a 250-byte photo name makes a sidecar name too long to exist, not an error
-        chosen = read_hints_file(sidecar).hints if os.path.isfile(sidecar) else given
+        if video:
+            return read_hint_schedule(sidecar) if has_sidecar else HintSchedule.of(given)
+        chosen = read_hints_file(sidecar).hints if has_sidecar else given
     except HintsFileError as exc:
         raise UsageError(str(exc)) from None
+    if isinstance(chosen, HintSchedule):
+        chosen = chosen.for_photo()
     if chosen is not None and chosen.points:
         size = upright_size(photo)
         try:
@@ -330,7 +340,9 @@ def hints_for(photo: Path, given: Any) -> Any:
 
 def hints_record(hints: Any) -> dict:
     """What a JSON record says of a photo's hints."""
-    return {"points": len(hints.points), "reference": None if hints.reference is None else str(hints.reference)}
+    record = {"points": len(hints.points), "reference": None if hints.reference is None else str(hints.reference)}
+    sections = getattr(hints, "sections", None)  # a video's schedule
+    return record | ({"sections": len(sections)} if sections is not None else {})
 
 
 def upright_size(photo: Path) -> tuple[int, int] | None:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from .ab_bins import distribution_modes
 from .color import AB_SCALE, denormalize_ab, denormalize_l, lab_to_srgb_levels, rgb_from_xyz_matrix
 from .diverse import DiverseSampler, DiverseSamples, photo_seeds
-from .hints import HintPoint, global_hint_length, local_hint_image
+from .hints import HintPoint, global_hint_length, local_hint_image, points_at_lightness
 
 SUPERPIXELS = 48  # SLIC superpixels asked for on the 1/4 grid (64x64 for a 256 input)
 MERGE_DISTANCE = 0.3  # neighbours whose smoothed distributions differ by less (total variation) merge
@@ -242,7 +242,11 @@ class RegionSampler(DiverseSampler):
         field_logits = logits[None].expand(k, -1, -1, -1)
         if network.takes_hints:  # the draws as points: the network spreads each to its object's edges
             skips = network.encode(x) if hasattr(network, "encode") else None
-            local = torch.stack([local_hint_image(points, (1.0, 1.0), size) for points in hints])
+            # the points' colours as colorize gives them to the network (at the input's lightness):
+            # with condition=False a sample is exactly colorize(photo, hints=sample.hints)
+            lightness = denormalize_l(x.float())[0]
+            local = torch.stack([local_hint_image(points_at_lightness(points, (1.0, 1.0), lightness), (1.0, 1.0), size)
+                                 for points in hints])
             field_logits = torch.cat([self._logits(x, local[start:start + self.chunk], skips)
                                       for start in range(0, k, self.chunk)])
         fields = []

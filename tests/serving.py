@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_HINTED = {"decoder_widths": [16, 16, 16], "encoder_weights": "none", "image_size": 64, "hints": True}
 
 
+def given_ab(grey: Image.Image, x: int, y: int, colour: str) -> np.ndarray:
+    """The ab a point's colour is given to the network as: at the photo's lightness there."""
+    from skimage.color import rgb2lab
+
+    from recolor.hints import HintPoint, parse_colour, points_at_lightness
+
+    lightness = rgb2lab(np.asarray(grey.convert("RGB")))[..., 0]
+    return np.array(points_at_lightness([HintPoint(x, y, parse_colour(colour))], grey.size, lightness)[0].ab)
+
+
 def save_obedient_hint_network(path: Path, gain: float = 0.2) -> Path:
     """A tiny hint-taking effnet-unet (random encoder and decoder) that obeys its hints: the
     product-of-experts path (``gain x log q_hint`` added to the logits where a hint is) turned up

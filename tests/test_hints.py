@@ -15,13 +15,14 @@ from recolor.checkpoint import load_checkpoint, save_checkpoint
 from recolor.color import rgb_to_lab_normalized
 from recolor.data import ColorPhotoDataset
 from recolor.hints import (
-    HintPoint, Hints, colour_ab, global_hint, global_hint_length, local_hint_image, parse_colour, simulate_global_hints,
+    HintPoint, colour_ab, global_hint, global_hint_length, local_hint_image, parse_colour, simulate_global_hints,
     simulate_local_hints, training_point_counts,
 )
 from recolor.hintsfile import (
     HintsFileError, hints_document, parse_hint_option, read_hints_file, sidecar_path,
 )
 from recolor.inference import Colorizer
+from serving import given_ab
 from recolor.registry import get_model_spec
 from recolor.training.loop import TrainSettings, Trainer, build_recipe
 
@@ -162,7 +163,7 @@ def test_hints_file_round_trips_and_resolves_the_reference_beside_it(tmp_path):
 
 @pytest.mark.parametrize("document, complaint", [
     ("{not json", "not valid JSON"),
-    ([1, 2], "expected a JSON object"),
+    ([1, 2], "a list of hint sections is for a video"),
     ({"points": [], "colour": "#fff"}, "unknown key 'colour'"),
     ({"points": [{"x": 1, "y": 2, "color": "#ff0000", "size": 3}]}, "point 1: unknown key 'size'"),
     ({"points": [{"x": 1, "color": "#ff0000"}]}, "point 1: missing 'y'"),
@@ -244,11 +245,58 @@ def test_shipped_default_takes_a_point_and_colours_near_it_far_more_than_far_awa
     grey = Image.fromarray(photos["astronaut"]).convert("L")
     plain = colorizer.colorize(grey)
     blue = colorizer.colorize(grey, hints=[(160, 330, "#1f4fd0")])  # on the suit
-    target = np.array(colour_ab((31, 79, 208)))
+    target = given_ab(grey, 160, 330, "#1f4fd0")
     near_before, near_after = ab_near(plain, 160, 330), ab_near(blue, 160, 330)
     assert np.linalg.norm(near_after - target) < 0.5 * np.linalg.norm(near_before - target)
     far_change = np.abs(ab_near(blue, 440, 60) - ab_near(plain, 440, 60)).sum()  # the flag, far away
     assert far_change < 0.25 * np.abs(near_after - near_before).sum()
+
+
+def hue_degrees(ab) -> float:
+    return math.degrees(math.atan2(float(ab[1]), float(ab[0])))
+
+
+def test_shipped_default_gives_a_pickers_pure_colours_their_own_hue(photos):
+    """A colour picker's pure blue on a light grey lies far outside sRGB at that lightness; taken
+    as given, the network (trained on real photos' colours) turned it yellow. Each pure colour,
+    on spots from light to dark, comes out within 30 degrees of its own hue."""
+    colorizer = Colorizer.load()
+    grey = Image.fromarray(photos["astronaut"]).convert("L")
+    for x, y in ((100, 100), (250, 400), (60, 450), (300, 80)):  # L* about 73, 32, 51, 43
+        for colour in ((0, 0, 255), (0, 255, 0), (255, 0, 255), (255, 0, 0), (0, 255, 255)):
+            out = ab_near(colorizer.colorize(grey, hints=[(x, y, colour)]), x, y, radius=3)
+            off = abs((hue_degrees(out) - hue_degrees(colour_ab(colour)) + 180) % 360 - 180)
+            assert off < 30 and np.hypot(*out) > 0.1, (x, y, colour, out)
+
+
+def test_a_points_colour_is_cut_into_the_gamut_at_the_photos_lightness():
+    from skimage.color import lab2xyz, xyz2rgb  # noqa: F401 (skimage's own formulas as the reference)
+    from skimage.color.colorconv import rgb_from_xyz
+
+    from recolor.cie import ab_within_gamut
+    from recolor.hints import HINT_CHROMA_SHARE, points_at_lightness
+
+    lightness = np.array([72.6, 85.0, 30.0, 90.0, 50.0])
+    given = np.array([[59.0, 77.0, -84.0, 98.0, 5.0], [-95.0, 58.0, 80.0, -61.0, 5.0]])
+    edge = ab_within_gamut(lightness, given)
+
+    def linear(ab):
+        lab = np.stack((lightness, *ab), axis=-1)[None]
+        return lab2xyz(lab)[0] @ rgb_from_xyz.T
+
+    assert np.all(linear(edge) > -1e-4) and np.all(linear(edge) < 1 + 1e-4)  # on or inside the gamut
+    cut = np.hypot(*edge) < np.hypot(*given) - 1e-6
+    outside = linear(edge * 1.03)
+    assert np.all(((outside < -1e-4) | (outside > 1 + 1e-4)).any(axis=1)[cut])  # on its edge where it was cut
+    assert cut[:4].all() and not cut[4]  # a pale colour stays as it is
+    np.testing.assert_allclose(np.arctan2(edge[1], edge[0]), np.arctan2(given[1], given[0]))  # the hue is kept
+
+    plane = np.full((1, 40, 60), 72.6, dtype=np.float32)
+    person, simulated = HintPoint(10, 20, (32, 64, 255)), HintPoint(30, 20, (32, 64, 255), ab=(0.5, -0.8))
+    fitted, kept = points_at_lightness([person, simulated], (60, 40), plane)
+    assert kept == simulated  # the truth's own ab (evaluate --hints) is used as it is
+    full = ab_within_gamut(np.array([72.6]), np.array(colour_ab(person.rgb))[:, None] * 110)[:, 0] / 110
+    np.testing.assert_allclose(fitted.ab, full * HINT_CHROMA_SHARE, rtol=1e-6)
 
 
 def test_shipped_default_moves_towards_a_reference_photos_colours(photos):

@@ -53,10 +53,10 @@ def engine_ab_difference(torch_colorizer, onnx_colorizer, photo: Image.Image, hi
     """Largest |ab| (normalised) between the engines' predictions for one photo, each from its own decoding and resizing."""
     as_tensor, as_array = photo_from_pil(photo), photo_from_pil(photo, as_array=True)
     size = [(photo.width, photo.height)]
-    ab_torch = torch_colorizer.predict_ab(torch_colorizer.input_from_lightness(as_tensor.lightness)[None],
-                                          torch_colorizer.hint_inputs([hints], size))
-    lightness = onnx_colorizer.photo_lightness(as_array)
-    ab_onnx = onnx_colorizer.predict_ab(onnx_colorizer.input_from_lightness(lightness)[None], onnx_colorizer.hint_inputs([hints], size))
+    torch_input = torch_colorizer.input_from_lightness(as_tensor.lightness)[None]
+    ab_torch = torch_colorizer.predict_ab(torch_input, torch_colorizer.hint_inputs([hints], size, torch_input))
+    onnx_input = onnx_colorizer.input_from_lightness(onnx_colorizer.photo_lightness(as_array))[None]
+    ab_onnx = onnx_colorizer.predict_ab(onnx_input, onnx_colorizer.hint_inputs([hints], size, onnx_input))
     return float(np.abs(ab_torch.numpy() - ab_onnx).max())
 
 

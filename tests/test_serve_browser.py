@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recolor.hints import colour_ab
-from serving import ServerProcess, ab_near, chromium_path, click_photo, save_obedient_hint_network
+from serving import ServerProcess, ab_near, chromium_path, click_photo, given_ab, save_obedient_hint_network
 
 BLUE = "#1f4fd0"
 POINT = (160, 330)  # the astronaut's suit
@@ -59,7 +58,7 @@ def test_a_point_set_to_blue_in_the_page_colours_the_downloaded_photo_there(tmp_
     assert code == 0 and "Traceback" not in printed and "stopped" in printed  # Ctrl-C stops it cleanly
     with Image.open(downloaded) as result:
         assert result.size == (512, 512)
-        target = np.array(colour_ab((31, 79, 208)))
+        target = given_ab(Image.open(grey), *POINT, BLUE)  # the point's blue at the suit's lightness
         assert np.linalg.norm(ab_near(result, *POINT) - target) < 0.15  # the suit took the hint's blue
         far = ab_near(result, 440, 60)
         assert np.linalg.norm(far - target) > 0.4  # and the flag, far away, did not

@@ -37,8 +37,9 @@ def colorize(
 ) -> None:
     """Colorize photos at their full resolution with the photo's own lightness, and videos (with their sound) steadily.
 
-    Hints (--hint, --hints, --reference) go with every photo; in a folder, a photo's own
-    NAME.hints.json beside it is used instead."""
+    Hints (--hint, --hints, --reference) go with every photo and video; in a folder, a file's own
+    NAME.hints.json beside it is used instead. For a video, a hints file may give frame ranges:
+    {"points": [...], "frames": [first, last]}, or a list of such objects."""
     from ..engines import load_colorizer
     from ..imageio import DEFAULT_MAX_PIXELS, allow_pixels
     from ..pipeline import colorize_files
@@ -58,12 +59,10 @@ def colorize(
         from ..video.container import check_codec
 
         loaded(lambda: codec and check_codec(codec))
-        if given is not None:
-            err().print(f"note: hints are not applied to videos yet ({len(videos)} video(s) colorized without them)", highlight=False)
     # videos go through the torch engine: their steadying works on the network's own tensors
     colorizer = loaded(lambda: load_colorizer(model, engine="torch" if videos else engine, device=device, size=size, precision=precision,
                                               compile=compile_model, chroma=chroma), model, quiet)
-    hinted = [job for job in plan.jobs if job.hints is not None and job not in videos]
+    hinted = [job for job in plan.jobs if job.hints]
     if hinted and not colorizer.takes_hints:
         if given is not None:
             fail(f"model '{colorizer.name}' takes no hints (--hint, --hints, --reference): the default, {DEFAULT_MODEL}, does")
@@ -118,17 +117,24 @@ def outcome_record(outcome) -> dict:
 
 def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], reference: Optional[Path]):
     """The Hints that --hint, --hints and --reference give (None for none); exit 2, one line, for a bad one.
-    --hint points add to the file's; --reference replaces the file's reference."""
+    --hint points add to the file's; --reference replaces the file's reference. A file with frame
+    ranges (for videos) gives a HintSchedule, the options a section for every frame after its own."""
     from ..hintpoints import Hints
-    from ..hintsfile import HintsFileError, parse_hint_option, read_hints_file
+    from ..hintsfile import HintSchedule, HintsFile, HintsFileError, parse_hint_option, read_hint_schedule
 
     if not points and hints_file is None and reference is None:
         return None
     try:
-        from_file = read_hints_file(hints_file).hints if hints_file is not None else Hints()
+        schedule = read_hint_schedule(hints_file) if hints_file is not None else HintSchedule((HintsFile(Hints()),))
         extra = tuple(parse_hint_option(text) for text in points or ())
     except (HintsFileError, ValueError) as exc:
         fail(str(exc))
     if reference is not None and not reference.is_file():
         fail(f"--reference {reference}: no such file")
-    return Hints(from_file.points + extra, reference if reference is not None else from_file.reference)
+    if len(schedule.sections) == 1 and schedule.sections[0].frames is None:  # one set of hints for every photo
+        from_file = schedule.sections[0].hints
+        return Hints(from_file.points + extra, reference if reference is not None else from_file.reference)
+    try:
+        return HintSchedule(schedule.sections + ((HintsFile(Hints(extra, reference)),) if extra or reference is not None else ()))
+    except ValueError as exc:
+        fail(f"{hints_file}: {exc}")

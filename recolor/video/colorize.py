@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from ..color import thumbnail_chroma
+from ..hintsfile import HintSchedule
 from ..imageio.atomic import _atomic_file, _is_stale_temp  # the photos' atomic writes and their stale-file test
 from ..imageio.photo import COLOUR_CHROMA_THRESHOLD
 from ..inference import Colorizer, NonFiniteOutputError
@@ -76,7 +77,7 @@ def colorize_video(colorizer: Colorizer, job: ColorizeJob, settings: VideoSettin
     except VideoError as exc:
         return ColorizeOutcome(job, error=str(exc))
     try:
-        frames, was_colour = _transcode(colorizer, source, job.target, settings, progress)
+        frames, was_colour = _transcode(colorizer, source, job.target, settings, progress, HintSchedule.of(job.hints))
         return ColorizeOutcome(job, width=source.width, height=source.height, was_colour=was_colour, note=_note(source, frames))
     except VideoError as exc:
         return ColorizeOutcome(job, error=str(exc))
@@ -101,9 +102,14 @@ def _note(source: VideoSource, frames: int) -> str | None:
 
 
 def _transcode(colorizer: Colorizer, source: VideoSource, target: Path, settings: VideoSettings,
-               progress: Callable[[int], None] | None) -> tuple[int, bool]:
+               progress: Callable[[int], None] | None, hints: HintSchedule | None = None) -> tuple[int, bool]:
     """Write the colorized video; (frames written, whether the input was already in colour)."""
-    colorize = FrameColorizer(colorizer, TemporalStabiliser() if settings.stabilise else None)
+    if hints:
+        try:
+            hints.check_inside(source.width, source.height)
+        except ValueError as exc:
+            raise VideoError(f"{source.path}: {exc}") from None
+    colorize = FrameColorizer(colorizer, TemporalStabiliser() if settings.stabilise else None, hints)
     was_colour = None
     with _atomic_file(target) as handle:
         writer = VideoWriter(handle, source, output_kind(target), settings.codec, settings.crf)

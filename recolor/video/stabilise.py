@@ -66,6 +66,11 @@ class TemporalStabiliser:
         self._grey, self._ab, self._histogram = grey, out.astype(np.float32, copy=False), histogram
         return self._ab
 
+    def restart(self) -> None:
+        """The next frame takes its own prediction, as after a cut (the hints in force changed:
+        a stretch's hints take hold at its first frame instead of fading in)."""
+        self._grey = self._ab = self._histogram = None
+
     def _followed(self, grey: np.ndarray) -> np.ndarray:
         """Per pixel of ``grey`` (float32 0/1, softened at the edges): can it be followed back to the previous frame?"""
         self._back = self.flow(grey, self._grey)
