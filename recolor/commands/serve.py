@@ -33,7 +33,9 @@ def serve(
         sock = bind(host, port)
     except ServeError as exc:
         fail(str(exc))
-    colorizer = loaded(lambda: Colorizer.load(model, device=device))
+    # the torch engine: the page keeps each photo's encoder features and reads the distribution over
+    # ab bins for suggestions, which the ONNX export (colorize's fast path) does not give
+    colorizer = loaded(lambda: Colorizer.load(model, engine="torch", device=device))
     allow_pixels(max_pixels)
     studio = Studio(colorizer, PhotoFolder(folder) if folder is not None else None, max_pixels=max_pixels)
     app = create_app(studio, max_upload_bytes=int(max_upload_mb * 1_000_000), workers=Workers(workers))
