@@ -40,7 +40,7 @@ def memory_child(frames: int, size: tuple[int, int]) -> None:
     """Colorize a clip of ``frames`` frames in this (fresh) process; print its peak RSS as JSON."""
     from skimage import data
 
-    colorizer = Colorizer.load(device="cpu")
+    colorizer = Colorizer.load(engine="torch", device="cpu")
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "clip.mp4"
         write_clip(clip, (f for f in camera_frames([data.astronaut()], "zoom", frames, size)), fps=25)  # frames made lazily
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 where the CPU has it natively), fp32, bf16")
     parser.add_argument("--memory", type=int, nargs="*", metavar="FRAMES",
                         help="instead: peak RSS of a fresh process colorizing 1280x720 clips of these lengths (e.g. 50 400)")
     args = parser.parse_args()
@@ -68,7 +69,8 @@ def main() -> None:
         return
     from skimage import data
 
-    colorizer = Colorizer.load(args.model, device=args.device)
+    # videos run the torch engine (the steadying works on its tensors); the ONNX engine's network is timed beside it
+    colorizer = Colorizer.load(args.model, engine="torch", device=args.device, precision=args.precision)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {colorizer.device}, precision {colorizer.amp_dtype or 'fp32'}; "
           f"model {colorizer.name} at {colorizer.size} px; {args.frames} frames of {args.size[0]}x{args.size[1]}")
     frames = list(camera_frames([data.astronaut()], "pan", args.frames, tuple(args.size)))
@@ -83,7 +85,16 @@ def main() -> None:
             print(f"whole path, {label}: {args.frames / wall:.1f} fps wall, {args.frames / cpu:.1f} fps by CPU time")
     small = torch.randn(8, 1, colorizer.size, colorizer.size)
     wall, cpu = timed(lambda: [colorizer.predict_ab(small) for _ in range(2)])
-    print(f"network alone (batches of 8): {16 / wall:.1f} fps wall, {16 / cpu:.1f} fps CPU")
+    print(f"network alone (batches of 8), torch: {16 / wall:.1f} fps wall, {16 / cpu:.1f} fps CPU")
+    try:
+        fast = Colorizer.load(args.model, engine="onnx")
+    except (ValueError, OSError) as exc:
+        print(f"network alone, ONNX Runtime: not measured ({exc})")
+    else:
+        small_array = small.numpy()
+        fast.predict_ab(small_array)  # warm-up
+        wall, cpu = timed(lambda: [fast.predict_ab(small_array) for _ in range(2)])
+        print(f"network alone (batches of 8), ONNX Runtime: {16 / wall:.1f} fps wall, {16 / cpu:.1f} fps CPU")
     stabiliser = TemporalStabiliser()
     greys = [np.asarray(f[::2, ::2, 0]) for f in frames[:17]]
     greys = [np.ascontiguousarray(np.resize(g, (colorizer.size, colorizer.size))) for g in greys]
