@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -183,17 +184,20 @@ class Colorizer(PhotoColorizer):
         A reference given as a file is read once while it is unchanged (a folder or a film colorized
         with one ``--reference`` would otherwise decode it for every photo or batch of frames)."""
         key = _reference_key(reference)
-        if key is not None and key in _REFERENCE_HINTS:
-            return _REFERENCE_HINTS[key]
+        with _REFERENCE_HINTS_LOCK:  # the server's worker threads share it
+            cached = _REFERENCE_HINTS.get(key) if key is not None else None
+        if cached is not None:
+            return cached
         try:
             image = as_pil_image(reference)
         except (OSError, ValueError, ImageReadError) as exc:  # a missing, unreadable or bad file
             raise ValueError(f"reference: {exc}") from None
         hint = reference_global_hint(torch.from_numpy(np.array(image.convert("RGB"))))
         if key is not None:
-            if len(_REFERENCE_HINTS) >= _REFERENCE_HINTS_KEPT:
-                _REFERENCE_HINTS.pop(next(iter(_REFERENCE_HINTS)))
-            _REFERENCE_HINTS[key] = hint
+            with _REFERENCE_HINTS_LOCK:
+                while len(_REFERENCE_HINTS) >= _REFERENCE_HINTS_KEPT:
+                    _REFERENCE_HINTS.pop(next(iter(_REFERENCE_HINTS)))
+                _REFERENCE_HINTS[key] = hint
         return hint
 
     def input_from_lightness(self, lightness: torch.Tensor) -> torch.Tensor:
@@ -344,6 +348,7 @@ def iter_batches(items: Iterable, size: int) -> Iterable[list]:
 
 _REFERENCE_HINTS: dict[tuple, torch.Tensor] = {}  # reference file -> its global hint, oldest first
 _REFERENCE_HINTS_KEPT = 16
+_REFERENCE_HINTS_LOCK = threading.Lock()
 
 
 def _reference_key(reference: object) -> tuple | None:

@@ -315,17 +315,20 @@ def hints_for(photo: Path, given: Any, video: bool = False) -> Any:
     :class:`recolor.hintsfile.HintSchedule` gives a photo its sections without frames); checked
     against the photo's upright size (UsageError naming the problem). A video gets a
     :class:`~recolor.hintsfile.HintSchedule`, checked against its frames when it is opened."""
-    from .hintsfile import HintSchedule, HintsFileError, read_hint_schedule, read_hints_file, sidecar_path
+    from .hintsfile import HintSchedule, HintsFileError, read_hint_schedule, sidecar_path
 
     sidecar = sidecar_path(photo)
     # os.path.isfile: a 250-byte photo name makes a sidecar name too long to exist, not an error
     has_sidecar = os.path.isfile(sidecar)
     try:
+        # a photo takes a file's objects without "frames" (a sidecar's or --hints'), a video all of them
+        chosen = read_hint_schedule(sidecar) if has_sidecar else HintSchedule.of(given)
         if video:
-            return read_hint_schedule(sidecar) if has_sidecar else HintSchedule.of(given)
-        chosen = read_hints_file(sidecar).hints if has_sidecar else given
+            return chosen
     except HintsFileError as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:  # more points in force than a network takes
+        raise UsageError(f"{photo}: {exc}") from None
     if isinstance(chosen, HintSchedule):
         chosen = chosen.for_photo()
     if chosen is not None and chosen.points:

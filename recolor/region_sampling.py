@@ -19,8 +19,8 @@ this module draws *regions* instead, in four steps:
    superpixels (a list of ``(x, y, "#rrggbb")``, the hints that produced the sample). A
    hint-taking network (the default) is run again with those points, so it spreads the colour
    to the object's edges itself, and a sample is exactly ``colorize(photo, hints=...)``. For a
-   network without hints (and with ``condition=True``) the drawn mode is written into the
-   region's logits instead (each bin's logit raised by its closeness to the mode); decoded as
+   network without hints (for a hint network too with ``condition=True``) the drawn mode is
+   written into the region's logits instead (each bin's logit raised by its closeness to the mode); decoded as
    the model decodes (colour boost, annealed mean). Writing it into a hint network's logits as
    well (the default until the thirteenth session, when its hint spread still followed points
    loosely) made samples that an ImageNet classifier recognised less often (photos/val, 120

@@ -321,3 +321,21 @@ def test_shipped_default_moves_towards_a_reference_photos_colours(photos):
                 gains.append(guided - plain)
     # a property of the whole: a reference already close to the photo's own colours may gain nothing
     assert np.mean(gains) > 0.1 and sum(gain > 0 for gain in gains) >= 4, gains
+
+
+def test_a_reference_file_is_read_once_while_unchanged_and_again_when_it_changes(tmp_path, monkeypatch):
+    import os
+
+    import recolor.inference as inference
+
+    reference = tmp_path / "ref.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(reference)
+    reads = []
+    real_open = inference.as_pil_image
+    monkeypatch.setattr(inference, "as_pil_image", lambda photo: reads.append(photo) or real_open(photo))
+    red = Colorizer.reference_hint(reference)
+    assert torch.equal(Colorizer.reference_hint(reference), red) and len(reads) == 1  # read once
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(reference)
+    os.utime(reference, ns=(reference.stat().st_atime_ns, reference.stat().st_mtime_ns + 10**9))
+    blue = Colorizer.reference_hint(reference)
+    assert len(reads) == 2 and not torch.equal(blue, red)  # changed on disk: read again

@@ -132,3 +132,65 @@ def test_hint_options_hold_for_a_whole_video_and_a_point_outside_it_is_one_line(
     assert "\n" not in records["film.mp4"]["error"]
     assert records["other.mp4"]["status"] == "ok"  # the batch went on
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["other.mp4"]  # nothing left for the refused one
+
+
+def test_an_object_past_the_last_frame_gets_a_note_and_a_bad_sidecar_stops_before_any_work(tmp_path, photos):
+    folder = tmp_path / "films"
+    folder.mkdir()
+    clip_of(photos, folder / "film.mp4", frames=4)
+    write(folder / "film.hints.json", [{"points": [point(*SPOT)], "frames": [1, 2]}, {"points": [point(*SPOT)], "frames": [4, 9]}])
+    result = colorize(folder, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert "hints section(s) 2 start after its last frame (4 frames, numbered from 0)" in record["note"]
+    assert "hints section(s) 2 start after" in result.stderr
+
+    write(folder / "film.hints.json", [{"points": [point(*SPOT)]}, {"points": [point(*SPOT)], "frames": [9, 3]}])
+    clip_of(photos, folder / "other.mp4", frames=3)
+    result = colorize(folder, "-o", tmp_path / "again")
+    assert result.exit_code == 2 and "section 2" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())  # nothing done
+
+
+def test_too_many_points_from_the_command_line_are_one_line(tmp_path, photos):
+    clip = clip_of(photos, tmp_path / "film.mp4", frames=2)
+    many = write(tmp_path / "many.json", {"points": [point(1 + i % 90, 1 + i // 90) for i in range(MAX_POINTS)]})
+    for target in (clip, tmp_path / "photo.png"):
+        if target.suffix == ".png":
+            from PIL import Image
+            Image.fromarray(photos["coffee"]).convert("L").save(target)
+        result = colorize(target, "-o", tmp_path / "out", "--hints", many, "--hint", "2,2,#00ff00")
+        assert result.exit_code == 2 and f"at most {MAX_POINTS}" in result.output and "Traceback" not in result.output
+
+
+def test_a_photos_sidecar_with_only_frame_ranges_gives_it_no_hints(tmp_path, photos):
+    from PIL import Image
+
+    Image.fromarray(photos["coffee"]).convert("L").save(tmp_path / "photo.png")
+    write(tmp_path / "photo.hints.json", [{"points": [point(5, 5)], "frames": [100, 200]}, {"points": [point(6, 6)]}])
+    result = colorize(tmp_path / "photo.png", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["hints"]["points"] == 1  # the object without frames
+    write(tmp_path / "photo.hints.json", {"points": [point(5, 5)], "frames": [100, 200]})
+    result = colorize(tmp_path / "photo.png", "-o", tmp_path / "out2", "--json")
+    assert result.exit_code == 0 and "hints" not in json.loads(result.stdout.splitlines()[0])
+
+
+def test_the_steadying_restarts_only_where_the_hints_in_force_change(photos):
+    from recolor.inference import Colorizer
+    from recolor.video.frames import FrameColorizer
+    from recolor.video.stabilise import TemporalStabiliser
+
+    class Counting(TemporalStabiliser):
+        restarts = 0
+
+        def restart(self) -> None:
+            Counting.restarts += 1
+            super().restart()
+
+    blue = Hints((HintPoint(*SPOT, (32, 64, 255)),))
+    schedule = HintSchedule((HintsFile(blue), HintsFile(Hints(), (2, 3)), HintsFile(blue, (5, 5))))
+    frames = list(camera_frames([photos["coffee"]], "still", 7, (96, 64)))
+    FrameColorizer(Colorizer.load(), Counting(), schedule).colorize(frames)
+    # frame 0 (the hints come into force) and frames 5 and 6 (a second point, then gone); an empty section changes nothing
+    assert Counting.restarts == 3

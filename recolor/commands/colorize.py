@@ -119,7 +119,7 @@ def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], 
     """The Hints that --hint, --hints and --reference give (None for none); exit 2, one line, for a bad one.
     --hint points add to the file's; --reference replaces the file's reference. A file with frame
     ranges (for videos) gives a HintSchedule, the options a section for every frame after its own."""
-    from ..hintpoints import Hints
+    from ..hintpoints import MAX_POINTS, Hints
     from ..hintsfile import HintSchedule, HintsFile, HintsFileError, parse_hint_option, read_hint_schedule
 
     if not points and hints_file is None and reference is None:
@@ -131,6 +131,8 @@ def command_line_hints(points: Optional[list[str]], hints_file: Optional[Path], 
         fail(str(exc))
     if reference is not None and not reference.is_file():
         fail(f"--reference {reference}: no such file")
+    if len(extra) + max(len(section.hints.points) for section in schedule.sections) > MAX_POINTS:
+        fail(f"{len(extra)} --hint points with the file's: at most {MAX_POINTS} points in force at once")
     if len(schedule.sections) == 1 and schedule.sections[0].frames is None:  # one set of hints for every photo
         from_file = schedule.sections[0].hints
         return Hints(from_file.points + extra, reference if reference is not None else from_file.reference)

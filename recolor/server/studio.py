@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..hints import HintPoint, Hints, global_hint_length, local_hint_image
+from ..cie import L_SCALE
+from ..hints import HintPoint, Hints, global_hint_length, local_hint_image, points_at_lightness
 from ..imageio.decoding import DEFAULT_MAX_PIXELS, open_image, open_image_bytes
 from ..imageio.encoders import encode_image, image_format, output_format
 from ..imageio.photo import DecodedPhoto, decode_photo, image_to_array, photo_from_pil, split_alpha
@@ -103,7 +104,9 @@ class Studio:
             return ()
         hints.check_inside(*photo.size)
         size = self.colorizer.size
-        local = local_hint_image(points, photo.size, (size, size))
+        # each point's colour at the photo's lightness, as hint_inputs gives it for a download
+        lightness = (photo.network_input[0] + 1.0) * L_SCALE
+        local = local_hint_image(points_at_lightness(points, photo.size, lightness), photo.size, (size, size))
         if reference is None:
             global_hint = torch.zeros(global_hint_length())
         elif reference.photo is not None:

@@ -77,8 +77,9 @@ def colorize_video(colorizer: Colorizer, job: ColorizeJob, settings: VideoSettin
     except VideoError as exc:
         return ColorizeOutcome(job, error=str(exc))
     try:
-        frames, was_colour = _transcode(colorizer, source, job.target, settings, progress, HintSchedule.of(job.hints))
-        return ColorizeOutcome(job, width=source.width, height=source.height, was_colour=was_colour, note=_note(source, frames))
+        hints = HintSchedule.of(job.hints)
+        frames, was_colour = _transcode(colorizer, source, job.target, settings, progress, hints)
+        return ColorizeOutcome(job, width=source.width, height=source.height, was_colour=was_colour, note=_note(source, frames, hints))
     except VideoError as exc:
         return ColorizeOutcome(job, error=str(exc))
     except NonFiniteOutputError as exc:
@@ -91,8 +92,12 @@ def colorize_video(colorizer: Colorizer, job: ColorizeJob, settings: VideoSettin
         source.close()
 
 
-def _note(source: VideoSource, frames: int) -> str | None:
+def _note(source: VideoSource, frames: int, hints: HintSchedule | None = None) -> str | None:
     notes = []
+    unreached = [str(index + 1) for index, section in enumerate(hints.sections if hints else ())
+                 if section.frames is not None and section.frames[0] >= frames]
+    if unreached:  # frames count from 0: a 1-based or seconds-based range is the likely slip
+        notes.append(f"hints section(s) {', '.join(unreached)} start after its last frame ({frames} frames, numbered from 0): not applied")
     declared = source.declared_frames()
     if declared and frames < declared - 1:
         notes.append(f"decoded {frames} of the {declared} frames its header declares (truncated?)")

@@ -57,7 +57,7 @@ class FrameColorizer:
         fields = ab_small.float().cpu().permute(0, 2, 3, 1).numpy()
         steady = []
         for g, f, hints in zip(grey, fields, frame_hints):
-            if hints is not self._hints_in_force:  # HintSchedule.at: one object per set of sections in force
+            if hints != self._hints_in_force:  # by content: an empty section coming into force changes nothing
                 self.stabiliser.restart()
                 self._hints_in_force = hints
             steady.append(self.stabiliser(g, np.ascontiguousarray(f)))
