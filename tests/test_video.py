@@ -266,3 +266,21 @@ def test_evaluate_scores_clips_with_flicker_and_cdc(tmp_path, photos):
     assert steady["flicker"] < 0.5 * alone["flicker"]
     assert rows["grey"]["flicker"] == pytest.approx(0.0, abs=2e-3) and rows["real"]["ab_l1"] is None
     assert alone["ab_l1"] > 0 and steady["cdc"] >= 0
+
+
+def test_a_phones_display_rotation_is_kept(tmp_path, photos, model_path):
+    """A phone films sideways and stores a display matrix; players turn the picture by it. The
+    output keeps it, so the colorized film is shown the way the input was."""
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as output:
+        stream = output.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        stream.set_display_rotation(90)
+        for rgb in frames_of(photos, "pan", 3):
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        output.mux(stream.encode(None))
+    result = colorize_cli(clip, "-o", tmp_path / "out", "--model", model_path, "-q")
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "out" / "phone.mp4")) as container:
+        first = next(container.decode(video=0))
+        assert first.rotation == 90 and (first.width, first.height) == SIZE

@@ -131,6 +131,8 @@ def _transcode(colorizer: Colorizer, source: VideoSource, target: Path, settings
                 stamps.clear()
 
             for frame in decoded_frames(source, writer.copy):
+                if was_colour is None:  # the first frame, before anything is encoded
+                    writer.orient_like(frame)
                 batch.append(frame_rgb(frame))
                 stamps.append(frame.pts)
                 if was_colour is None:

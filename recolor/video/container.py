@@ -175,6 +175,16 @@ class VideoWriter:
         self.frames = 0
         self.counted = True
 
+    def orient_like(self, frame: av.VideoFrame) -> None:
+        """Give the output the display matrix (a phone's rotation, a mirror) the input's first
+        frame carries: the frames are colorized as stored, and players turn them as they turned
+        the input. Before the first frame is encoded; a container that holds none (AVI) keeps none."""
+        for side_data in frame.side_data:
+            if "DISPLAYMATRIX" in str(side_data.type):
+                matrix = np.frombuffer(bytes(side_data), "<i4").tolist()
+                if matrix != [65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30]:  # not the identity
+                    self.stream.set_display_matrix(matrix)
+
     def copy(self, packet: av.Packet) -> None:
         packet.stream = self.copies[packet.stream.index]
         self.output.mux(packet)
