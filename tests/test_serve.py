@@ -218,6 +218,22 @@ def test_a_photo_whose_sidecar_is_bad_opens_with_the_problem_in_one_line(tmp_pat
     assert saved.status_code == 200 and json.loads((folder / "astro.hints.json").read_text())["points"][0]["x"] == 3
 
 
+def test_saving_never_overwrites_a_videos_hint_sections(tmp_path, photos, obedient):
+    """An animated GIF is offered as a photo; its sidecar may hold frame ranges for `recolor
+    colorize`, which the page's hints (one object) would lose."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    frames = [Image.fromarray(photos["astronaut"]).convert("L").resize((64, 64)) for _ in range(2)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    sections = '[{"points": [{"x": 1, "y": 1, "color": "#ff0000"}], "frames": [0, 1]}]'
+    (folder / "anim.hints.json").write_text(sections)
+    client = client_of(obedient, folder)
+    opened = client.post("/api/open", data={"id": client.get("/api/photos").json()["photos"][0]["id"]}).json()
+    assert opened["hints"] is None and opened["hints_error"]
+    assert_json_error(client.post("/api/hints", data={"photo": opened["photo"], "hints": hints((3, 4, BLUE))}), 400, "not overwritten")
+    assert (folder / "anim.hints.json").read_text() == sections
+
+
 # --- safety ------------------------------------------------------------------------------------
 
 def test_requests_never_name_a_path_and_nothing_but_sidecars_is_written(tmp_path, photos, obedient, grey_jpeg):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..hints import Hints
-from ..hintsfile import HintsFileError, hints_document, read_hints_file, relative_reference, sidecar_path
+from ..hintsfile import MAX_HINTS_FILE_BYTES, HintsFileError, hints_document, read_hints_file, relative_reference, sidecar_path
 from ..imageio.atomic import atomic_write_bytes
 from ..imageio.listing import list_image_files
 
@@ -95,6 +95,20 @@ class PhotoFolder:
         target = photo.sidecar
         if target.exists() and not target.is_file() or not target.parent.resolve().is_relative_to(self.root):
             raise ValueError(f"{photo.name}: its sidecar's place is taken by something that is not a file")
+        if holds_frame_ranges(target):  # an animated GIF's sections for `recolor colorize`: the page would lose them
+            raise ValueError(f"{target.name} holds a video's hint sections (frame ranges): not overwritten (edit or remove it by hand)")
         document = hints_document(hints or Hints(), relative_reference(reference.path, target) if reference else None)
         atomic_write_bytes(target, (json.dumps(document, indent=1) + os.linesep).encode("utf-8"))
         return target
+
+
+def holds_frame_ranges(sidecar: Path) -> bool:
+    """Whether a hints file is a video's: a list of sections, or an object with ``frames``. An
+    unreadable or invalid file is not (the page replaces a broken sidecar when asked to)."""
+    try:
+        if not sidecar.is_file() or sidecar.stat().st_size > MAX_HINTS_FILE_BYTES:
+            return False
+        document = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(document, list) or (isinstance(document, dict) and "frames" in document)
