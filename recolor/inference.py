@@ -167,7 +167,7 @@ class Colorizer(PhotoColorizer):
         if not any(hints):
             return ()
         locals_ = []
-        for item, size, lightness in zip(hints, photo_sizes, network_input):
+        for item, size, lightness in zip(hints, photo_sizes, network_input, strict=True):  # one of each per photo
             self.check_hints(item)
             if item is not None:
                 item.check_inside(*size)
