@@ -139,10 +139,11 @@ def _level_of_linear_8_bit() -> np.ndarray:
 _LEVEL_OF_LINEAR = _level_of_linear_8_bit()
 
 
-def linear_rgb_from_lab(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
+def linear_rgb_from_lab(lightness: np.ndarray, ab: np.ndarray, clip: bool = True) -> np.ndarray:
     """L (r, W) and ab (2, r, W) in Lab units -> linear sRGB (3, r, W) float32, clipped to [0, 1]
     (the formulas and gamut clipping of :func:`recolor.color.lab_to_rgb`); planes stay contiguous
-    and the XYZ -> RGB matrix is one matrix product."""
+    and the XYZ -> RGB matrix is one matrix product. ``clip=False``: neither z nor the result is
+    clipped, so a value outside [0, 1] says the colour is outside sRGB (:func:`ab_within_gamut`)."""
     f = np.empty((3, *lightness.shape), dtype=np.float32)
     fy = f[1]
     np.multiply(lightness, np.float32(1 / 116), out=fy)
@@ -151,7 +152,8 @@ def linear_rgb_from_lab(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
     f[0] += fy
     np.multiply(ab[1], np.float32(-1 / 200), out=f[2])
     f[2] += fy
-    np.maximum(f[2], 0.0, out=f[2])  # as skimage: negative z is clipped to 0
+    if clip:
+        np.maximum(f[2], 0.0, out=f[2])  # as skimage: negative z is clipped to 0
     above = f > np.float32(CIE_F_THRESHOLD)
     cube = f * f
     cube *= f
@@ -159,7 +161,7 @@ def linear_rgb_from_lab(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
     f *= np.float32(1 / CIE_LINEAR_SLOPE)
     np.copyto(f, cube, where=above)
     linear = (RGB_FROM_XYZ_WHITE @ f.reshape(3, -1)).reshape(f.shape)
-    return np.clip(linear, 0.0, 1.0, out=linear)
+    return np.clip(linear, 0.0, 1.0, out=linear) if clip else linear
 
 
 def srgb_levels(linear: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
@@ -197,14 +199,6 @@ def join_levels(lightness: np.ndarray, ab_small: np.ndarray, dtype: type = np.ui
     return out
 
 
-def _linear_rgb_unclipped(lightness: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Lab (float64 arrays of one shape) -> linear sRGB (3, ...), not clipped: outside [0, 1] is out of gamut."""
-    fy = (lightness + 16.0) / 116.0
-    f = np.stack((fy + a / 500.0, fy, fy - b / 200.0))
-    t = np.where(f > CIE_F_THRESHOLD, f ** 3, (f - 16.0 / 116.0) / CIE_LINEAR_SLOPE)
-    return np.tensordot(RGB_FROM_XYZ_WHITE.astype(np.float64), t, axes=1)
-
-
 def ab_within_gamut(lightness: np.ndarray, ab: np.ndarray, share: float = 1.0, steps: int = 24) -> np.ndarray:
     """ab (2, ...) in Lab units with their chroma cut to at most ``share`` of the largest chroma
     sRGB can show at the same hue and ``lightness`` (...), found by bisection along the hue. A
@@ -216,7 +210,7 @@ def ab_within_gamut(lightness: np.ndarray, ab: np.ndarray, share: float = 1.0, s
     low, high = np.zeros_like(chroma), np.full_like(chroma, 200.0)  # chroma in gamut at low, out at high (Lab's ab span +-128)
     for _ in range(steps):
         middle = (low + high) / 2
-        rgb = _linear_rgb_unclipped(lightness, unit_a * middle, unit_b * middle)
+        rgb = linear_rgb_from_lab(lightness, np.stack((unit_a * middle, unit_b * middle)), clip=False)
         fits = np.all((rgb >= 0.0) & (rgb <= 1.0), axis=0)
         low, high = np.where(fits, middle, low), np.where(fits, high, middle)
     kept = np.minimum(chroma, share * low)
