@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cie import L_SCALE
-from ..hints import HintPoint, Hints, global_hint_length, local_hint_image, points_at_lightness
+from ..hints import HintPoint, Hints, global_hint_length
 from ..imageio.decoding import DEFAULT_MAX_PIXELS, open_image, open_image_bytes
 from ..imageio.encoders import encode_image, image_format, output_format
 from ..imageio.photo import DecodedPhoto, decode_photo, image_to_array, photo_from_pil, split_alpha
@@ -102,18 +101,16 @@ class Studio:
         hints = self.hints(points, reference)
         if hints is None:
             return ()
-        hints.check_inside(*photo.size)
-        size = self.colorizer.size
-        # each point's colour at the photo's lightness, as hint_inputs gives it for a download
-        lightness = (photo.network_input[0] + 1.0) * L_SCALE
-        local = local_hint_image(points_at_lightness(points, photo.size, lightness), photo.size, (size, size))
+        # the points as a download gets them (Colorizer.hint_inputs, which checks them too); the
+        # reference's global hint is the open reference's own, computed once
+        local = self.colorizer.hint_inputs([Hints(points)], [photo.size], photo.network_input)[0]
         if reference is None:
             global_hint = torch.zeros(global_hint_length())
         elif reference.photo is not None:
             global_hint = reference.photo.reference_hint(self.colorizer.reference_hint)
         else:
             global_hint = self.colorizer.reference_hint(reference.source)
-        return local[None], global_hint[None]
+        return local, global_hint[None]
 
     # --- what the page asks for -----------------------------------------------------------------
 
