@@ -131,6 +131,7 @@ def test_hint_options_hold_for_a_whole_video_and_a_point_outside_it_is_one_line(
     assert records["film.mp4"]["status"] == "error" and "outside the 96x64" in records["film.mp4"]["error"]
     assert "\n" not in records["film.mp4"]["error"]
     assert records["other.mp4"]["status"] == "ok"  # the batch went on
+    assert "with hints" not in result.stderr  # the summary counts the hinted files colorized, not the one that failed
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["other.mp4"]  # nothing left for the refused one
 
 

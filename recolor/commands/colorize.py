@@ -70,7 +70,6 @@ def colorize(
         for job in hinted:
             job.hints = None
             job.tag.pop("hints", None)
-        hinted = []
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     allow_pixels(max_pixels)  # once, before the decoding threads start
     report = RunReport(as_json)
@@ -100,7 +99,8 @@ def colorize(
         stopped(done, len(plan.jobs), rerun_hint(overwrite, in_place))
     tell_not_images(plan.not_images)
     counts = report.counts()
-    with_hints = f" ({len(hinted)} with hints)" if hinted else ""
+    colorized_with_hints = sum(1 for record in report.records if record.get("status") == "ok" and record.get("hints"))
+    with_hints = f" ({colorized_with_hints} with hints)" if colorized_with_hints else ""
     err().print(f"{counts['ok']} colorized{with_hints}, {skipped_text(report.records, counts['skipped'])}, {counts['error']} failed in "
                 f"{time.perf_counter() - started:.1f} s{made_with(counts['ok'], colorizer.label)} -> {shown(plan.out_dir) if not in_place else 'inputs'}",
                 highlight=False)
